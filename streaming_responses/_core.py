@@ -1,0 +1,380 @@
+"""The chunk pump: the only module that calls ASGI ``send`` and ``receive``.
+
+Every response class is an adapter that hands the pump a :class:`~._producers.Producer` and its
+settings; the pump decides when to start, how to frame, when to flush, when to give up, and how
+to end. The rule that keeps it simple: decisions are asked of the pure functions in
+``_framing.py``; this module only sequences them and acts on the answers.
+
+One response runs three cooperating pieces in one task group:
+
+* the producer task fills a bounded :class:`~._producers.ChunkQueue`;
+* the sender (the response's own task) takes whatever is queued, joins it into one message
+  and sends it; it never waits for more than is already there;
+* the listener reads ``receive()`` for ``http.disconnect``, because no server in use reports
+  ASGI spec 2.4 and ``send()`` stays silent once the client is gone.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+import anyio.lowlevel
+from starlette.requests import ClientDisconnect
+
+from ._exceptions import ContentLengthError, ResponseStateError, StreamTimeout
+from ._framing import (
+    TRAILER_DECLARATION,
+    Framing,
+    FramingDecision,
+    body_allowed,
+    decide_framing,
+    status_trailers,
+    trailers_eligible,
+)
+from ._outcome import Outcome, StreamOutcome
+from ._producers import ChunkQueue, Producer, close_quietly
+from ._types import Message, RawHeaders, Receive, Scope, Send
+
+logger = logging.getLogger("streaming_responses")
+
+#: The callback type of ``on_outcome``: a plain or async function of one StreamOutcome.
+OutcomeCallback = Callable[[StreamOutcome], "Awaitable[object] | object"]
+
+
+class StreamState(enum.Enum):
+    """Where one response is in its life; every step checks the state it comes from."""
+
+    PENDING = "pending"  # nothing sent yet: an error still reaches the exception handlers
+    STREAMING = "streaming"  # headers sent: an error can only be signalled on the wire
+    FINISHED = "finished"  # the final body message (and trailers) went out
+    FAILED = "failed"  # ended by an error, a timeout or a disconnect
+
+
+class Lifecycle:
+    """The state of one response, refusing out-of-order steps with :class:`ResponseStateError`."""
+
+    __slots__ = ("started", "state")
+
+    def __init__(self) -> None:
+        self.state = StreamState.PENDING
+        #: Whether the response start was sent; stays true once the response fails.
+        self.started = False
+
+    def start(self) -> None:
+        self._require(StreamState.PENDING, "send the response start")
+        self.state = StreamState.STREAMING
+        self.started = True
+
+    def finish(self) -> None:
+        self._require(StreamState.STREAMING, "finish the body")
+        self.state = StreamState.FINISHED
+
+    def fail(self) -> None:
+        if self.state is StreamState.FINISHED:
+            raise ResponseStateError("cannot fail a response that already finished")
+        self.state = StreamState.FAILED
+
+    def _require(self, expected: StreamState, step: str) -> None:
+        if self.state is not expected:
+            raise ResponseStateError(
+                f"cannot {step}: the response is {self.state.value}, not {expected.value}"
+            )
+
+
+@dataclass(frozen=True)
+class PumpSettings:
+    """Everything an adapter decides about one response, as plain data."""
+
+    status_code: int
+    raw_headers: RawHeaders
+    charset: str = "utf-8"
+    declared_length: int | None = None
+    timeout: float | None = None
+    idle_timeout: float | None = None
+    duplex: bool = False
+    message_bytes: int = 64 * 1024
+    #: Send the headers before the first chunk exists (server-sent events need this).
+    start_immediately: bool = False
+
+
+class ChunkPump:
+    """Drive one producer to one ASGI connection. Create one per response call.
+
+    :meth:`run` returns the :class:`StreamOutcome` when the response ended in a way the client
+    can tell apart from success (complete, disconnected, or an error reported in trailers). It
+    raises when the failure must reach the application (before the headers) or the server
+    (after them, so that the connection is aborted instead of ended cleanly).
+    """
+
+    def __init__(
+        self,
+        settings: PumpSettings,
+        producer: Producer,
+        on_outcome: OutcomeCallback | None = None,
+    ) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.on_outcome = on_outcome
+        self.lifecycle = Lifecycle()
+        self.bytes_sent = 0
+        self.framing: Framing | None = None
+        self.trailers = False
+        #: The record of how the response ended, once it has (also when run() raised).
+        self.outcome: StreamOutcome | None = None
+        self._disconnected = False
+        self._body_warning_given = False
+        self._main_scope = anyio.CancelScope()
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> StreamOutcome:
+        begun = time.perf_counter()
+        settings = self.settings
+        method = scope.get("method", "GET")
+        if not body_allowed(method, settings.status_code):
+            return await self._run_without_body(method, send, begun)
+
+        self.trailers = trailers_eligible(scope)
+        queue = ChunkQueue(settings.message_bytes, settings.charset)
+        error: BaseException | None = None
+        if settings.timeout is not None:
+            self._main_scope.deadline = anyio.current_time() + settings.timeout
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._produce, queue)
+            if not settings.duplex:
+                group.start_soon(self._listen, receive)
+            with self._main_scope:
+                try:
+                    await self._send_body(queue, send)
+                except Exception as exc:
+                    error = exc
+            self.producer.stop_soon()
+            group.cancel_scope.cancel()
+
+        if error is None and self.lifecycle.state is StreamState.FINISHED:
+            # A disconnect seen after the final message does not undo a complete response.
+            return await self._end(Outcome.COMPLETE, begun)
+        if self._disconnected and error is None:
+            return await self._end(Outcome.DISCONNECTED, begun)
+        if self._main_scope.cancelled_caught and error is None:
+            assert settings.timeout is not None
+            error = StreamTimeout("timeout", settings.timeout)
+        if isinstance(error, ClientDisconnect):
+            # A duplex producer saw the disconnect while reading request.stream().
+            self._disconnected = True
+            return await self._end(Outcome.DISCONNECTED, begun)
+        if error is None:  # pragma: no cover - every path without an error finishes above
+            raise ResponseStateError("the body ended without finishing the response")
+        return await self._fail(error, send, begun)
+
+    # -- the three pieces ----------------------------------------------------------------
+
+    async def _produce(self, queue: ChunkQueue) -> None:
+        producer = self.producer
+        try:
+            await producer.run(queue)
+        except Exception as exc:
+            queue.finish(exc)
+        else:
+            queue.finish()
+        finally:
+            problem = await close_quietly(producer)
+            if problem is not None:
+                logger.warning("closing the producer raised %r", problem, exc_info=problem)
+
+    async def _listen(self, receive: Receive) -> None:
+        while True:
+            try:
+                message = await receive()
+            except Exception as exc:  # a broken receive() must not break the response
+                logger.warning("receive() raised %r; no longer watching for disconnects", exc)
+                return
+            kind = message.get("type")
+            if kind == "http.disconnect":
+                self._disconnected = True
+                self.producer.stop_soon()
+                self._main_scope.cancel()
+                return
+            if kind == "http.request" and (message.get("body") or message.get("more_body")):
+                self._warn_unread_body()
+
+    def _warn_unread_body(self) -> None:
+        if not self._body_warning_given:
+            self._body_warning_given = True
+            logger.warning(
+                "the request body was still unread while the response streamed, and the "
+                "disconnect listener received it; pass duplex=True if the producer reads "
+                "request.stream()"
+            )
+
+    async def _send_body(self, queue: ChunkQueue, send: Send) -> None:
+        settings = self.settings
+        declared = settings.declared_length
+        idle = settings.idle_timeout
+        lifecycle = self.lifecycle
+        looked_again = False
+        if settings.start_immediately:
+            await self._send_start(send, decide_framing_now(settings, None))
+        while True:
+            if not queue.items and not queue.finished:
+                if idle is None:
+                    await queue.wait_for_data()
+                else:
+                    with anyio.move_on_after(idle) as idle_scope:
+                        await queue.wait_for_data()
+                    if idle_scope.cancelled_caught:
+                        raise StreamTimeout("idle_timeout", idle)
+            if not lifecycle.started and not looked_again:
+                # Let a producer that is about to finish (or fail) do so before the headers
+                # go out: one loop turn buys Content-Length for small bodies and a clean 500
+                # for a generator that fails right after its first chunk.
+                looked_again = True
+                await anyio.lowlevel.checkpoint()
+            # Read `finished` before looking at the items: it is set after the last append.
+            finished = queue.finished
+            chunks = queue.take_now()
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            size = len(body)
+            queue.consumed(size)
+            last = finished and not queue.items
+            failed = last and queue.error is not None
+
+            if not lifecycle.started:
+                if failed:
+                    raise_error(queue)
+                if last:
+                    # The whole body exists before the first send: frame it with its length.
+                    decision = decide_framing_now(settings, size)
+                    if declared is not None and size != declared:
+                        raise ContentLengthError(declared, size, ended=size < declared)
+                    await self._send_start(send, decision)
+                    await self._send_final(send, body)
+                    return
+                await self._send_start(send, decide_framing_now(settings, None))
+
+            total = self.bytes_sent + size
+            if declared is not None and total > declared:
+                raise ContentLengthError(declared, total, ended=False)
+            if last and not failed and (declared is None or total == declared):
+                await self._send_final(send, body)
+                return
+            if size:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                self.bytes_sent = total
+            if failed:
+                raise_error(queue)
+            if last:
+                assert declared is not None
+                raise ContentLengthError(declared, total, ended=True)
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def _send_start(self, send: Send, decision: FramingDecision) -> None:
+        self.lifecycle.start()
+        self.framing = decision.framing
+        headers = list(self.settings.raw_headers)
+        if decision.content_length is not None:
+            headers.append((b"content-length", str(decision.content_length).encode("ascii")))
+        message: Message = {
+            "type": "http.response.start",
+            "status": self.settings.status_code,
+            "headers": headers,
+        }
+        if self.trailers:
+            headers.append(TRAILER_DECLARATION)
+            message["trailers"] = True
+        await send(message)
+
+    async def _send_final(self, send: Send, body: bytes) -> None:
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        self.bytes_sent += len(body)
+        if self.trailers:
+            await send({"type": "http.response.trailers", "headers": status_trailers(None)})
+        self.lifecycle.finish()
+
+    async def _run_without_body(self, method: str, send: Send, begun: float) -> StreamOutcome:
+        # HEAD, 1xx, 204, 304: the producer is closed without being iterated (RFC 9110 §9.3.2).
+        problem = await close_quietly(self.producer)
+        if problem is not None:
+            logger.warning("closing the producer raised %r", problem, exc_info=problem)
+        decision = decide_framing(
+            method=method,
+            status_code=self.settings.status_code,
+            declared_length=self.settings.declared_length,
+            complete_length=None,
+        )
+        await self._send_start(send, decision)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self.lifecycle.finish()
+        return await self._end(Outcome.COMPLETE, begun)
+
+    # -- endings -------------------------------------------------------------------------
+
+    async def _fail(self, error: BaseException, send: Send, begun: float) -> StreamOutcome:
+        kind = Outcome.TIMEOUT if isinstance(error, StreamTimeout) else Outcome.ERROR
+        started = self.lifecycle.started
+        finished = self.lifecycle.state is StreamState.FINISHED
+        if not finished:
+            self.lifecycle.fail()
+        if not started:
+            # Nothing was sent: the application's exception handlers answer (404, 500, ...).
+            await self._end(kind, begun, error)
+            raise error
+        logger.error(
+            "streamed response failed after %d bytes: %s: %s",
+            self.bytes_sent,
+            type(error).__name__,
+            error,
+            exc_info=error,
+        )
+        if self.trailers and not finished and not self._disconnected:
+            # RFC 9110 §6.5: trailers can say the body is incomplete where a status no longer can.
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send({"type": "http.response.trailers", "headers": status_trailers(error)})
+            return await self._end(kind, begun, error)
+        await self._end(kind, begun, error)
+        # Re-raising is the only honest signal left on HTTP/1.1: the server drops the
+        # connection, so a chunked body is never terminated and a sized one ends short.
+        raise error
+
+    async def _end(self, kind: Outcome, begun: float, error: BaseException | None = None) -> StreamOutcome:
+        outcome = StreamOutcome(
+            outcome=kind,
+            status_code=self.settings.status_code if self.lifecycle.started else None,
+            bytes_sent=self.bytes_sent,
+            duration=time.perf_counter() - begun,
+            framing=self.framing,
+            trailers=self.trailers and self.lifecycle.started,
+            error=error,
+        )
+        self.outcome = outcome
+        callback = self.on_outcome
+        if callback is not None:
+            try:
+                result = callback(outcome)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                logger.warning("on_outcome raised %r", exc, exc_info=exc)
+        return outcome
+
+
+def decide_framing_now(settings: PumpSettings, complete_length: int | None) -> FramingDecision:
+    """Framing for a response that has a body, from its settings and what is known so far."""
+    return decide_framing(
+        method="GET",
+        status_code=settings.status_code,
+        declared_length=settings.declared_length,
+        complete_length=complete_length,
+    )
+
+
+def raise_error(queue: ChunkQueue) -> None:
+    """Re-raise the exception the producer finished with."""
+    error = queue.error
+    assert error is not None
+    raise error

@@ -1,0 +1,58 @@
+"""How a streamed response ended, as plain data for logs and metrics.
+
+The core builds exactly one :class:`StreamOutcome` per response and hands it to the
+``on_outcome`` callback; nothing else in the library reports endings, so a metrics exporter
+needs this one hook only.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ._framing import Framing
+
+
+class Outcome(enum.Enum):
+    """The four ways a streamed response can end."""
+
+    #: Every byte was handed to the server and the body was terminated properly.
+    COMPLETE = "complete"
+    #: The client went away first; the producer was closed.
+    DISCONNECTED = "disconnected"
+    #: The producer (or the core's checks) raised; the client was told (trailers) or cut off.
+    ERROR = "error"
+    #: ``timeout`` or ``idle_timeout`` ran out; handled like an error.
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class StreamOutcome:
+    """The record of one response, passed to ``on_outcome``.
+
+    Example::
+
+        def record(outcome: StreamOutcome) -> None:
+            metrics.histogram("stream.seconds", outcome.duration, tags=[outcome.outcome.value])
+
+        StreamingResponse(rows(), on_outcome=record)
+    """
+
+    outcome: Outcome
+    #: The status code sent, or ``None`` when the stream failed before its headers were sent.
+    status_code: int | None
+    #: Body bytes handed to the server (what the client can have received at most).
+    bytes_sent: int
+    #: Seconds from the start of the response call to its end.
+    duration: float
+    #: The framing chosen, or ``None`` when no headers were sent.
+    framing: Framing | None
+    #: Whether the stream ended with trailer fields.
+    trailers: bool
+    #: The exception behind ``ERROR`` and ``TIMEOUT`` outcomes, else ``None``.
+    error: BaseException | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the response headers were sent."""
+        return self.status_code is not None

@@ -1,0 +1,334 @@
+"""Producers: the code that drives a body source into the core's bounded chunk queue.
+
+This module owns how items are pulled out of iterables, async iterables and writer callbacks,
+and how each kind is closed. It never sees ASGI ``send`` or ``receive``: it fills a
+:class:`ChunkQueue`, which the core (``_core.py``) drains. The rule that keeps it simple: a
+producer only ever appends to the queue and waits for room; the core only ever takes.
+
+Sync iterables run in worker threads in *batches*: one thread hop carries as many items as the
+queue has room for, so a fast generator costs a thread hop per ``message_bytes`` of body, not
+per item, while a slow one still hands over each item as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+
+from ._exceptions import ResponseStateError
+from ._framing import coerce_chunk
+from ._types import Writer
+
+#: How long closing a producer may take before the core stops waiting for it.
+CLOSE_TIMEOUT = 5.0
+
+
+class ChunkQueue:
+    """A bounded, single-producer, single-consumer hand-off of body chunks.
+
+    The producer side (``put`` and friends) may run in a worker thread; the consumer side
+    (``take``) runs on the event loop. Instead of a lock, each counter has one writer:
+    ``produced`` is written by the producer only and ``taken`` by the consumer only, and the
+    waiting flag is raised *before* the consumer looks at the list a last time. With CPython's
+    atomic ``list.append`` and slice operations this cannot lose a wake-up, and the hot path
+    stays an append and an addition.
+    """
+
+    __slots__ = (
+        "_consumer_event",
+                "_notify",
+        "_space_event",
+        "bound",
+        "consumer_waiting",
+        "charset",
+        "error",
+        "finished",
+        "items",
+        "produced",
+        "taken",
+    )
+
+    def __init__(self, bound: int, charset: str) -> None:
+        self.bound = bound
+        self.charset = charset
+        self.items: list[bytes] = []
+        self.produced = 0
+        self.taken = 0
+        self.finished = False
+        self.error: BaseException | None = None
+        self.consumer_waiting = False
+        self._consumer_event: anyio.Event | None = None
+        self._space_event: anyio.Event | None = None
+        self._notify: Callable[[], None] = self._wake
+
+    # -- producer side -------------------------------------------------------------------
+
+    def put(self, item: object) -> bool:
+        """Append one item (coerced to bytes); return whether the queue is now full."""
+        chunk = item if type(item) is bytes else coerce_chunk(item, self.charset)
+        self.items.append(chunk)
+        self.produced += len(chunk)
+        if self.consumer_waiting:
+            self.wake_consumer()
+        return self.produced - self.taken >= self.bound
+
+    def wake_consumer(self) -> None:
+        """Wake the consumer, which raised ``consumer_waiting`` before it went to sleep."""
+        self.consumer_waiting = False
+        self._notify()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Mark the end of the body, with the producer's exception if it failed."""
+        self.error = error
+        self.finished = True
+        if self.consumer_waiting:
+            self.wake_consumer()
+
+    async def wait_for_space(self) -> None:
+        """Wait (on the event loop) until the consumer has taken enough to go below the bound."""
+        while self.produced - self.taken >= self.bound:
+            event = self._space_event = anyio.Event()
+            await event.wait()
+
+    def full(self) -> bool:
+        """Whether the producer must wait for the consumer."""
+        return self.produced - self.taken >= self.bound
+
+    def notify_from_thread(self) -> None:
+        """Route wake-ups through the event loop: the producer now runs in a worker thread."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - only under trio
+            self._notify = self._wake_from_thread
+        else:
+            call_soon = loop.call_soon_threadsafe
+            wake = self._wake
+
+            def notify() -> None:
+                call_soon(wake)
+
+            self._notify = notify
+
+    def _wake_from_thread(self) -> None:  # pragma: no cover - only under trio
+        anyio.from_thread.run_sync(self._wake)
+
+    def _wake(self) -> None:
+        event = self._consumer_event
+        if event is not None:
+            event.set()
+
+    # -- consumer side -------------------------------------------------------------------
+
+    def take_now(self) -> list[bytes]:
+        """Remove and return every chunk produced so far (possibly none)."""
+        items = self.items
+        count = len(items)
+        if not count:
+            return []
+        taken = items[:count]
+        del items[:count]
+        return taken
+
+    def consumed(self, nbytes: int) -> None:
+        """Record that the consumer took ``nbytes``, and let a waiting producer go on."""
+        self.taken += nbytes
+        space = self._space_event
+        if space is not None and self.produced - self.taken < self.bound:
+            self._space_event = None
+            space.set()
+
+    async def wait_for_data(self) -> None:
+        """Wait until there are chunks to take or the producer has finished."""
+        while True:
+            if self.items or self.finished:
+                return
+            event = self._consumer_event = anyio.Event()
+            self.consumer_waiting = True
+            # Look once more after raising the flag: a chunk appended in between is seen here,
+            # and one appended after this line finds the flag raised and wakes us.
+            if self.items or self.finished:
+                self.consumer_waiting = False
+                return
+            await event.wait()
+
+
+class Producer:
+    """One body source. Subclasses override :meth:`run` and :meth:`close`."""
+
+    async def run(self, queue: ChunkQueue) -> None:
+        """Fill ``queue`` until the source ends; let exceptions propagate."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Close the source; runs its ``finally`` blocks. Safe to call more than once."""
+
+    def stop_soon(self) -> None:
+        """Ask a producer that runs in a thread to stop after its current item."""
+
+
+class AsyncIterableProducer(Producer):
+    """An async iterable, iterated on the event loop in the response's task group."""
+
+    def __init__(self, iterable: AsyncIterable[Any]) -> None:
+        self._iterable = iterable
+        self._iterator: AsyncIterator[Any] | None = None
+
+    async def run(self, queue: ChunkQueue) -> None:
+        iterator = self._iterator = aiter(self._iterable)
+        # The hot loop of the library: ChunkQueue.put inlined. It is safe to keep `produced`
+        # in a local between awaits, because on the event loop the consumer only runs while
+        # this task is suspended, and it never reads `produced` unless this task waits for
+        # space (which writes it back first).
+        append = queue.items.append
+        charset = queue.charset
+        bound = queue.bound
+        produced = queue.produced
+        limit = queue.taken + bound
+        async for item in iterator:
+            chunk = item if type(item) is bytes else coerce_chunk(item, charset)
+            append(chunk)
+            produced += len(chunk)
+            if queue.consumer_waiting:
+                queue.wake_consumer()
+            if produced >= limit:
+                limit = queue.taken + bound
+                if produced >= limit:
+                    queue.produced = produced
+                    await queue.wait_for_space()
+                    limit = queue.taken + bound
+        queue.produced = produced
+
+    async def close(self) -> None:
+        # An async generator that was never started has nothing to clean up, but aclose() is
+        # still right: it marks the generator finished, so a later iteration cannot run it.
+        target: object = self._iterator if self._iterator is not None else self._iterable
+        aclose = getattr(target, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class SyncIterableProducer(Producer):
+    """A sync iterable, iterated in worker threads, a batch per hop.
+
+    A batch runs until the queue is full, the iterator ends, or :meth:`stop_soon` was called.
+    Every batch runs in one :class:`contextvars.Context` copied when the response started, so
+    context variables set by middleware are visible, and ones the generator sets persist.
+    """
+
+    def __init__(self, iterable: Iterable[Any]) -> None:
+        self._iterable = iterable
+        self._iterator: Iterator[Any] | None = None
+        self._stop = False
+        self._exhausted = False
+        self._context = contextvars.copy_context()
+
+    def stop_soon(self) -> None:
+        self._stop = True
+
+    async def run(self, queue: ChunkQueue) -> None:
+        queue.notify_from_thread()
+        self._iterator = iter(self._iterable)
+        run_batch = self._context.run
+        batch = self._batch
+        while not self._exhausted and not self._stop:
+            await anyio.to_thread.run_sync(run_batch, batch, queue)
+            if queue.full():
+                await queue.wait_for_space()
+
+    def _batch(self, queue: ChunkQueue) -> None:
+        iterator = self._iterator
+        assert iterator is not None
+        put = queue.put
+        for item in iterator:
+            if put(item) or self._stop:
+                return
+        self._exhausted = True
+
+    async def close(self) -> None:
+        self._stop = True
+        close: Callable[[], object] | None = getattr(self._iterator or self._iterable, "close", None)
+        if close is None or self._exhausted:
+            return
+        if self._iterator is None:
+            close()  # never started: closing runs no user code, so no thread is needed
+        else:
+            await anyio.to_thread.run_sync(self._context.run, close)
+
+
+class InMemoryProducer(Producer):
+    """A list or tuple: every item already exists, so it is taken on the event loop."""
+
+    def __init__(self, items: list[Any] | tuple[Any, ...]) -> None:
+        self._items = items
+
+    async def run(self, queue: ChunkQueue) -> None:
+        put = queue.put
+        for item in self._items:
+            if put(item):
+                await queue.wait_for_space()
+
+
+class WriterProducer(Producer):
+    """The push style: ``await produce(write)``, where each ``await write(chunk)`` sends a chunk.
+
+    ``write`` waits while the queue is full, which is how a slow client holds the writer back.
+    Calling it after the writer returned raises :class:`ResponseStateError`.
+    """
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+        self._done = False
+
+    async def run(self, queue: ChunkQueue) -> None:
+        put = queue.put
+
+        async def write(chunk: Any) -> None:
+            if self._done:
+                raise ResponseStateError("write() was called after the writer callback returned")
+            if put(chunk):
+                await queue.wait_for_space()
+
+        try:
+            await self._writer(write)
+        finally:
+            self._done = True
+
+
+def make_producer(content: object) -> Producer:
+    """Pick the producer for a response's ``content``; raise ``TypeError`` if none fits."""
+    if isinstance(content, AsyncIterable):
+        return AsyncIterableProducer(content)
+    if isinstance(content, (list, tuple)):
+        return InMemoryProducer(content)
+    if isinstance(content, (bytes, bytearray, memoryview, str)):
+        raise TypeError(
+            f"content must be an iterable of chunks, not a single {type(content).__name__}; "
+            "wrap it in a list, or use starlette.responses.Response for a fixed body"
+        )
+    if isinstance(content, Iterable):
+        return SyncIterableProducer(content)
+    if callable(content):
+        return WriterProducer(content)
+    raise TypeError(
+        "content must be an iterable, an async iterable or an async writer callable, "
+        f"not {type(content).__name__}"
+    )
+
+
+async def close_quietly(producer: Producer, timeout: float = CLOSE_TIMEOUT) -> BaseException | None:
+    """Close ``producer`` shielded from cancellation, bounded by ``timeout``.
+
+    Returns the exception raised while closing, if any, so the caller can log it once.
+    """
+    with anyio.CancelScope(shield=True, deadline=anyio.current_time() + timeout):
+        try:
+            await producer.close()
+        except Exception as exc:
+            return exc
+    return None

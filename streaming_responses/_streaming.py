@@ -1,0 +1,130 @@
+"""``StreamingResponse``: Starlette's class, driven by the chunk pump.
+
+This module owns the public constructor and the translation of its arguments into
+:class:`~._core.PumpSettings`; it sends nothing itself. Other response classes follow the same
+shape: validate arguments in ``__init__``, build a producer, hand both to the pump.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from starlette.background import BackgroundTask
+from starlette.responses import StreamingResponse as StarletteStreamingResponse
+
+from ._core import ChunkPump, OutcomeCallback, PumpSettings
+from ._framing import parse_content_length, parse_timeout
+from ._outcome import Outcome, StreamOutcome
+from ._producers import Producer, make_producer
+from ._types import Content, Receive, Scope, Send
+
+
+class StreamingResponse(StarletteStreamingResponse):
+    """A streaming response that is correct under disconnects and errors, and fast.
+
+    A drop-in for :class:`starlette.responses.StreamingResponse` (same positional arguments),
+    taking a sync iterable, an async iterable, or a *writer*: an async callable that receives
+    ``write`` and awaits it for each chunk. Chunks may be ``bytes``, ``str`` (encoded with
+    :attr:`charset`) or ``memoryview``.
+
+    Example::
+
+        async def numbers():
+            for n in range(1_000):
+                yield f"{n}\\n"
+
+        @app.get("/numbers")
+        async def numbers_endpoint():
+            return StreamingResponse(numbers(), media_type="text/plain", idle_timeout=10)
+
+        async def produce(write):  # the push style
+            await write(b"hello ")
+            await write(b"world")
+
+        StreamingResponse(produce)
+
+    Keyword arguments:
+
+    * ``content_length``: the exact body size; sent as ``Content-Length`` and enforced.
+    * ``timeout`` / ``idle_timeout``: seconds for the whole response / between two chunks;
+      running out ends the stream as an error (:class:`~streaming_responses.StreamTimeout`).
+    * ``duplex``: set it when the producer itself reads ``request.stream()``; the core then
+      leaves ``receive()`` to the producer instead of listening for the disconnect.
+    * ``on_outcome``: a plain or async callable given one
+      :class:`~streaming_responses.StreamOutcome` when the response ends, for metrics.
+    """
+
+    #: Upper bound, in bytes, of the chunks joined into one ASGI message (and of what is
+    #: buffered ahead of a slow client). A single larger chunk is sent whole, never split.
+    message_bytes: ClassVar[int] = 64 * 1024
+    #: Whether headers go out before the first chunk exists (server-sent events set it).
+    start_immediately: ClassVar[bool] = False
+
+    content: Content
+
+    def __init__(
+        self,
+        content: Content,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+        *,
+        content_length: int | None = None,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        duplex: bool = False,
+        on_outcome: OutcomeCallback | None = None,
+    ) -> None:
+        self.content = content
+        self.producer: Producer = make_producer(content)
+        self.status_code = status_code
+        self.media_type = self.media_type if media_type is None else media_type
+        self.background = background
+        self.init_headers(headers)
+        # A Content-Length header given by hand is a declared length like content_length=.
+        declared: int | None = None
+        kept = []
+        for name, value in self.raw_headers:
+            if name == b"content-length":
+                declared = parse_content_length(value, source="the Content-Length header")
+            else:
+                kept.append((name, value))
+        self.raw_headers = kept
+        if content_length is not None:
+            declared = parse_content_length(content_length)
+        self.content_length = declared
+        self.timeout = parse_timeout(timeout, "timeout")
+        self.idle_timeout = parse_timeout(idle_timeout, "idle_timeout")
+        self.duplex = duplex
+        self.on_outcome = on_outcome
+        self.outcome: StreamOutcome | None = None
+
+    def pump_settings(self) -> PumpSettings:
+        """The settings handed to the core for this response."""
+        return PumpSettings(
+            status_code=self.status_code,
+            raw_headers=self.raw_headers,
+            charset=self.charset,
+            declared_length=self.content_length,
+            timeout=self.timeout,
+            idle_timeout=self.idle_timeout,
+            duplex=self.duplex,
+            message_bytes=self.message_bytes,
+            start_immediately=self.start_immediately,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            raise TypeError(f"{type(self).__name__} serves HTTP only, not a {scope['type']!r} scope")
+        pump = ChunkPump(self.pump_settings(), self.producer, self.on_outcome)
+        try:
+            outcome = await pump.run(scope, receive, send)
+        finally:
+            self.outcome = pump.outcome
+        if self.background is not None and outcome.outcome in (Outcome.COMPLETE, Outcome.DISCONNECTED):
+            await self.background()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} status_code={self.status_code} content={self.content!r}>"

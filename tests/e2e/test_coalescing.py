@@ -1,0 +1,58 @@
+"""Coalescing without delay: ready chunks travel together, a lone chunk travels at once."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .clients import H1Connection
+from .servers import RunningServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
+
+#: Far fewer than the 200 chunks produced; the ideal is 3 (start, the burst, end).
+MAX_FRAMES = 10
+
+
+@pytest.mark.parametrize("style", ["async", "sync", "writer"])
+def test_a_burst_of_tiny_chunks_arrives_in_a_few_frames(server: RunningServer, style: str) -> None:
+    with H1Connection(server.port) as conn:
+        conn.send_request("GET", f"/burst?n=200&style={style}")
+        response = conn.read_response()
+
+    expected = b"start\n" + b"".join(f"{i:04d}\n".encode() for i in range(200)) + b"end\n"
+    assert response.status == 200, response.describe()
+    assert response.terminated, response.describe()
+    assert response.body == expected, response.describe()
+    assert len(response.frames) <= MAX_FRAMES, (
+        f"{len(response.frames)} chunked frames for 200 chunks produced at once: {response.describe()}"
+    )
+    assert len(response.reads) <= MAX_FRAMES, response.describe()
+
+
+@pytest.mark.parametrize("style", ["async", "sync", "writer"])
+def test_a_slow_producers_first_chunk_arrives_before_the_second_is_produced(
+    server: RunningServer, style: str
+) -> None:
+    arrivals: list[tuple[float, bytes]] = []
+    with H1Connection(server.port) as conn:
+        conn.send_request("GET", f"/slow?n=4&interval=0.02&style={style}")
+        response = conn.read_response(on_frame=lambda frame: arrivals.append((time.monotonic(), frame)))
+
+    assert response.status == 200, response.describe()
+    assert response.terminated, response.describe()
+    produced: dict[int, float] = {}
+    arrived: dict[int, float] = {}
+    for at, frame in arrivals:
+        for line in frame.decode().splitlines():
+            number, stamp = line.split()
+            produced[int(number)] = float(stamp)
+            arrived[int(number)] = at
+    assert sorted(produced) == [0, 1, 2, 3], response.describe()
+    # Each chunk must be on the client before the next one even exists.
+    for index in range(3):
+        assert arrived[index] < produced[index + 1], (
+            f"chunk {index} arrived {arrived[index] - produced[index + 1]:+.4f}s after chunk {index + 1} "
+            f"was produced: {response.describe()}"
+        )
