@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint typecheck pytest bench bench-smoke clean
+.PHONY: install demo test test-min lint typecheck pytest bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,23 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# The oldest versions we claim: the in-process suite runs against them in a second venv.
+MIN_VENV := .venv-min
+MIN_PINS := "starlette==0.40.0" "anyio==4.4.0" "fastapi==0.115.4" "httpx==0.27.2" \
+	"pytest>=8" "pytest-timeout>=2.3" "jinja2>=3.1" "pydantic>=2.7"
+MIN_STAMP := $(MIN_VENV)/.installed-min
+
+$(MIN_STAMP): Makefile
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install --quiet $(MIN_PINS)
+	touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP)
+	PYTHONPATH=$(CURDIR) $(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+		tests/test__core.py tests/test__framing.py tests/test_streaming.py tests/test_testing.py
+
+test: lint typecheck pytest test-min
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
@@ -39,4 +55,4 @@ bench-smoke: $(STAMP)
 	$(BIN)/python -m benchmarks --smoke
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+	rm -rf $(VENV) $(MIN_VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -143,17 +143,24 @@ class ChunkPump:
         error: BaseException | None = None
         if settings.timeout is not None:
             self._main_scope.deadline = anyio.current_time() + settings.timeout
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._produce, queue)
-            if not settings.duplex:
-                group.start_soon(self._listen, receive)
-            with self._main_scope:
-                try:
-                    await self._send_body(queue, send)
-                except Exception as exc:
-                    error = exc
-            self.producer.stop_soon()
-            group.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._produce, queue)
+                if not settings.duplex:
+                    group.start_soon(self._listen, receive)
+                with self._main_scope:
+                    try:
+                        await self._send_body(queue, send)
+                    except Exception as exc:
+                        error = exc
+                self.producer.stop_soon()
+                group.cancel_scope.cancel()
+        except anyio.get_cancelled_exc_class():
+            # Cancelled from outside (the server is shutting down, or a middleware gave up):
+            # the producer was closed with the task group; report the end as a disconnect.
+            with anyio.CancelScope(shield=True):
+                await self._end(Outcome.DISCONNECTED, begun)
+            raise
 
         if error is None and self.lifecycle.state is StreamState.FINISHED:
             # A disconnect seen after the final message does not undo a complete response.

@@ -42,7 +42,7 @@ class ChunkQueue:
 
     __slots__ = (
         "_consumer_event",
-                "_notify",
+        "_notify",
         "_space_event",
         "bound",
         "consumer_waiting",

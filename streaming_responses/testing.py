@@ -7,8 +7,9 @@ app sent it. Unlike ``httpx.ASGITransport`` it never buffers a whole body, so en
 mid-stream disconnects, framing and trailers can all be tested without a real server.
 
 The rules that keep it simple: what a message *means* is decided in one pure object
-(``_ResponseParser``, no awaits), and every wait goes through one method (``_Exchange._wait``)
-that is bounded by a timeout, so a broken app makes a test fail instead of hang.
+(``_ResponseParser``, no awaits), and every wait goes through one method (``_Exchange._wait``).
+The test's waits are bounded by a timeout and the app's end when the test disconnects, so a
+broken app makes a test fail instead of hang.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ _END = object()
 class ASGIProtocolError(RuntimeError):
     """The app broke the ASGI HTTP protocol, as a strict server would report it.
 
-    Raised into the app from ``send()`` (as uvicorn and hypercorn raise ``RuntimeError``), and
+    Raised into the app from ``send()`` (where uvicorn raises ``RuntimeError``), and
     raised again to the test, at the latest when the ``stream()`` block ends, even if the app
     caught it. The message names the offending ASGI message.
 
@@ -316,6 +317,7 @@ class _Exchange:
         self.disconnected = False
         self.app_done = False
         self.gave_up_waiting = False
+        self.cancelling = False
         self.app_exception: Exception | None = None
         self.protocol_error: ASGIProtocolError | None = None
         self._surfaced: list[BaseException] = []
@@ -333,7 +335,7 @@ class _Exchange:
         with anyio.move_on_after(timeout) as scope:
             while not ready():
                 await self._changed.wait()
-        if scope.cancelled_caught:
+        if scope.cancelled_caught and not ready():
             request = f"{self.scope['method']} {self.scope['path']}"
             raise TimeoutError(f"waited {timeout:g}s for {what} ({request}); the app is still running")
 
@@ -366,9 +368,18 @@ class _Exchange:
             self.app_done = True
             self._notify()
 
+    async def _checkpoint(self) -> None:
+        # Yield on every receive()/send(), so an app looping on them cannot starve the test. Like
+        # a server, do not make them cancellation points while the app is welcome: Starlette's
+        # Request.is_disconnected() calls receive() in a cancelled scope and expects a ready
+        # http.disconnect back. Once the client cancels the app, every call is one.
+        if self.cancelling:
+            await anyio.lowlevel.checkpoint()
+        else:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+
     async def receive(self) -> Message:
-        # A checkpoint on every call, so an app that loops on receive() cannot starve the test.
-        await anyio.lowlevel.checkpoint()
+        await self._checkpoint()
         if not self.disconnected and not self.body.exhausted:
             with anyio.CancelScope() as scope:
                 self._body_scope = scope
@@ -382,7 +393,7 @@ class _Exchange:
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
-        await anyio.lowlevel.checkpoint()
+        await self._checkpoint()
         if self.disconnected and self.parser.phase is not _Phase.COMPLETE:
             # ASGI spec 2.3: writes to a closed connection are dropped, as uvicorn does. After a
             # complete response every message is an error, and is reported as one.
@@ -421,7 +432,7 @@ class _Exchange:
         if self.app_exception is not None:
             if self.raise_app_exceptions:
                 raise self._surface(self.app_exception)
-            # What a server sends when the app fails before starting (uvicorn, hypercorn).
+            # What uvicorn sends when the app fails before starting the response.
             self.parser.feed(
                 {
                     "type": "http.response.start",
@@ -491,6 +502,7 @@ class _Exchange:
         if not self.gave_up_waiting:
             with anyio.move_on_after(self.timeout):
                 await self._wait(lambda: self.app_done, None, "")
+        self.cancelling = True
         app_scope.cancel()
 
 
@@ -771,8 +783,11 @@ class StreamingTestClient:
 
         ``content`` is the whole body (bytes, or str encoded as UTF-8: one ``http.request``
         message with a ``content-length`` header) or an iterable, sync or async, of chunks
-        (one message each, then an empty final one). ``json`` sends a JSON body instead.
-        ``timeout`` overrides the client's for this request.
+        (one message each, then an empty final one; an async iterator is ``aclose()``-d when
+        the block ends). ``json`` sends a JSON body instead. ``timeout`` overrides the
+        client's for this request. Besides the given headers the request carries ``host``,
+        and ``content-length``, ``content-type`` (for ``json``) or ``transfer-encoding``
+        (iterables over HTTP/1.1) unless the test gave them.
 
         Raises ``TimeoutError`` if the response does not start within ``timeout``, and the app's
         own exception if it raises before starting. On leaving the block, a still-running app

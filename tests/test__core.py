@@ -392,6 +392,27 @@ async def test_a_thousand_disconnects_leave_no_task_and_no_thread_behind() -> No
     assert threading.active_count() <= baseline_threads + 4
 
 
+async def test_a_response_cancelled_from_outside_closes_the_producer_and_reports_a_disconnect() -> None:
+    closed: list[bool] = []
+    outcomes: list[StreamOutcome] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"."
+                await anyio.sleep(0.01)
+        finally:
+            closed.append(True)
+
+    recorder = Recorder()
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, StreamingResponse(endless(), on_outcome=outcomes.append), recorder)
+        await anyio.sleep(0.05)
+        group.cancel_scope.cancel()
+    assert closed == [True]
+    assert [o.outcome for o in outcomes] == [Outcome.DISCONNECTED]
+
+
 async def test_the_listener_does_not_read_receive_when_the_producer_reads_the_body() -> None:
     recorder = Recorder(
         body_messages=[

@@ -67,6 +67,13 @@ def echoed(response: TestResponse) -> dict[str, Any]:
     return result
 
 
+async def until_complete(response: TestResponse) -> None:
+    """Wait, without reading the body, until the app has sent its final message."""
+    with anyio.fail_after(1):
+        while not response.complete:
+            await anyio.sleep(0.001)
+
+
 # -- reading a response --------------------------------------------------------------------------
 
 
@@ -240,6 +247,7 @@ async def test_an_endless_stream_is_read_for_three_chunks_then_disconnected_and_
                 while True:
                     await send(body(b"tick %d\n" % n, more=True))
                     n += 1
+                    await anyio.sleep(0.001)  # a clock, a queue, a database: endless streams wait
         finally:
             events.append("finally")
 
@@ -280,6 +288,26 @@ async def test_an_endless_starlette_stream_stops_its_generator_when_disconnected
         await response.disconnect()
     with anyio.fail_after(1):
         await closed.wait()
+
+
+async def test_starlettes_is_disconnected_sees_the_disconnect() -> None:
+    polls: list[bool] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        await send(START)
+        while not await request.is_disconnected():
+            polls.append(False)
+            await send(body(b"tick", more=True))
+            await anyio.sleep(0.001)
+        polls.append(True)
+
+    async with StreamingTestClient(app, timeout=1).stream("GET", "/") as response:
+        chunks = response.iter_bytes()
+        assert [await anext(chunks) for _ in range(2)] == [b"tick", b"tick"]
+        await response.disconnect()
+    assert polls[-1] is True
+    assert polls.count(True) == 1
 
 
 async def test_sends_after_a_disconnect_are_dropped() -> None:
@@ -492,6 +520,7 @@ async def test_a_receive_pending_on_the_request_body_returns_disconnect() -> Non
         seen.append(await receive())
 
     async with StreamingTestClient(app, timeout=1).stream("POST", "/", content=stalls()) as response:
+        await anyio.sleep(0.05)  # the app is now waiting in receive() for the next request chunk
         await response.disconnect()
     assert seen == [
         {"type": "http.request", "body": b"first", "more_body": True},
@@ -943,9 +972,28 @@ async def test_a_protocol_error_after_a_complete_response_is_raised_when_the_blo
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send(START)
         await send(body(b"fine"))
-        with pytest.raises(ASGIProtocolError):
+        with contextlib.suppress(ASGIProtocolError):
             await send(body(b"extra"))
 
     with pytest.raises(ASGIProtocolError, match="after the response was complete"):
         async with StreamingTestClient(app).stream("GET", "/") as response:
-            assert response.status_code == 200
+            await until_complete(response)
+
+
+async def test_the_first_protocol_error_is_the_one_reported() -> None:
+    done = anyio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(START)
+        for status in (201, 202):
+            with contextlib.suppress(ASGIProtocolError):
+                await send({**START, "status": status})
+        done.set()
+
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        await done.wait()
+        with pytest.raises(ASGIProtocolError, match="sent twice") as info:
+            await response.read()
+    assert [message["status"] for message in response.messages] == [200, 201, 202]
+    assert response.app_exception is None
+    assert str(info.value) == "http.response.start sent twice"

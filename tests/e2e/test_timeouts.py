@@ -15,6 +15,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 STYLES = ["async", "sync", "writer"]
 
 
+# The producers sleep 2 s where the timeouts are 0.2 s; the sync one sleeps in a worker thread
+# (time.sleep), like a producer stuck in a blocking call. The client must see the end at the
+# timeout either way, not when the blocking call returns.
+
+
 @pytest.mark.parametrize("style", STYLES)
 def test_an_idle_timeout_after_the_first_chunk_cuts_the_response_short(
     server: RunningServer, probe_id: str, style: str
