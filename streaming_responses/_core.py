@@ -187,7 +187,8 @@ class ChunkPump:
         except Exception as exc:
             queue.finish(exc)
         else:
-            queue.finish()
+            if not producer.stopped:  # a stopped producer has not reached the end of its body
+                queue.finish()
         finally:
             problem = await close_quietly(producer)
             if problem is not None:

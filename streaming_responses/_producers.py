@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
@@ -45,8 +46,8 @@ class ChunkQueue:
         "_notify",
         "_space_event",
         "bound",
-        "consumer_waiting",
         "charset",
+        "consumer_waiting",
         "error",
         "finished",
         "items",
@@ -171,6 +172,11 @@ class Producer:
     def stop_soon(self) -> None:
         """Ask a producer that runs in a thread to stop after its current item."""
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`run` returned because it was stopped, not because the body ended."""
+        return False
+
 
 class AsyncIterableProducer(Producer):
     """An async iterable, iterated on the event loop in the response's task group."""
@@ -219,6 +225,12 @@ class SyncIterableProducer(Producer):
     A batch runs until the queue is full, the iterator ends, or :meth:`stop_soon` was called.
     Every batch runs in one :class:`contextvars.Context` copied when the response started, so
     context variables set by middleware are visible, and ones the generator sets persist.
+
+    A thread cannot be interrupted in the middle of ``next()``, and a response must not wait
+    for one that blocks (a timeout would then fire only when the item arrives). So a batch
+    that is cancelled is abandoned: the response ends at once, and the batch itself closes the
+    iterator in its thread as soon as its current item is done. Whoever is last to touch the
+    iterator (the batch, or :meth:`close` when no batch runs) closes it, exactly once.
     """
 
     def __init__(self, iterable: Iterable[Any]) -> None:
@@ -226,10 +238,17 @@ class SyncIterableProducer(Producer):
         self._iterator: Iterator[Any] | None = None
         self._stop = False
         self._exhausted = False
+        self._in_batch = False
+        self._closed = False
+        self._lock = threading.Lock()
         self._context = contextvars.copy_context()
 
     def stop_soon(self) -> None:
         self._stop = True
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop and not self._exhausted
 
     async def run(self, queue: ChunkQueue) -> None:
         queue.notify_from_thread()
@@ -237,7 +256,7 @@ class SyncIterableProducer(Producer):
         run_batch = self._context.run
         batch = self._batch
         while not self._exhausted and not self._stop:
-            await anyio.to_thread.run_sync(run_batch, batch, queue)
+            await anyio.to_thread.run_sync(run_batch, batch, queue, abandon_on_cancel=True)
             if queue.full():
                 await queue.wait_for_space()
 
@@ -245,20 +264,46 @@ class SyncIterableProducer(Producer):
         iterator = self._iterator
         assert iterator is not None
         put = queue.put
-        for item in iterator:
-            if put(item) or self._stop:
-                return
-        self._exhausted = True
+        with self._lock:
+            if self._stop:
+                return  # stopped before this batch began: close() owns the iterator
+            self._in_batch = True
+        try:
+            for item in iterator:
+                if put(item) or self._stop:
+                    return
+            self._exhausted = True
+        finally:
+            with self._lock:
+                self._in_batch = False
+                close_here = self._must_close()
+            if close_here:
+                self._close_iterator()
+
+    def _must_close(self) -> bool:
+        # Called with the lock held: claim the one close of a stopped, unfinished iterator.
+        if self._stop and not self._exhausted and not self._closed and not self._in_batch:
+            self._closed = True
+            return True
+        return False
+
+    def _close_iterator(self) -> None:
+        close: Callable[[], object] | None = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
 
     async def close(self) -> None:
         self._stop = True
-        close: Callable[[], object] | None = getattr(self._iterator or self._iterable, "close", None)
-        if close is None or self._exhausted:
-            return
         if self._iterator is None:
-            close()  # never started: closing runs no user code, so no thread is needed
-        else:
-            await anyio.to_thread.run_sync(self._context.run, close)
+            # Never started: closing runs no user code, so no thread is needed.
+            close: Callable[[], object] | None = getattr(self._iterable, "close", None)
+            if close is not None:
+                close()
+            return
+        with self._lock:
+            close_here = self._must_close()
+        if close_here:
+            await anyio.to_thread.run_sync(self._context.run, self._close_iterator)
 
 
 class InMemoryProducer(Producer):

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -570,7 +570,3 @@ def h2c(
     with H2Connection(port, timeout=timeout) as conn:
         stream_id = conn.request(method, path, headers, body)
         return conn.response(stream_id, timeout)
-
-
-def header_names(fields: Sequence[tuple[str, str]]) -> set[str]:
-    return {name for name, _ in fields}

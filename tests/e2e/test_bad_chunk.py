@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from .clients import h2c, http1
-from .conftest import wait_for_probe
 from .servers import RunningServer
+from .state import wait_for_probe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from .clients import H1Connection, H2Connection
-from .conftest import server_state, wait_for_probe
 from .servers import RunningServer
+from .state import server_state, wait_for_probe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -20,10 +20,14 @@ PROMPT = 0.1
 
 def _open_endless(server: RunningServer, probe_id: str, style: str) -> H1Connection:
     conn = H1Connection(server.port, timeout=5.0)
-    conn.send_request("GET", f"/endless?id={probe_id}&style={style}")
-    head = conn.read_head()
-    assert head.status == 200, head
-    assert conn.read_frame().startswith(b"tick-0"), "the endless stream did not start"
+    try:
+        conn.send_request("GET", f"/endless?id={probe_id}&style={style}")
+        head = conn.read_head()
+        assert head.status == 200, head
+        assert conn.read_frame().startswith(b"tick-0"), "the endless stream did not start"
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 

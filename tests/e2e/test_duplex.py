@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from .clients import H1Connection, H2Connection, H2Response
-from .conftest import wait_for_probe
 from .servers import RunningServer
+from .state import wait_for_probe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 

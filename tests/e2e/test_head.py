@@ -7,8 +7,8 @@ import time
 import pytest
 
 from .clients import H1Connection, curl
-from .conftest import server_state
 from .servers import RunningServer
+from .state import server_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 

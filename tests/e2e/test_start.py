@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .clients import curl, http1
+from .clients import curl, h2c, http1
 from .servers import RunningServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
@@ -53,3 +53,14 @@ def test_the_headers_go_out_when_the_first_chunk_is_ready(server: RunningServer,
     head_arrived = response.reads[0][0]
     assert head_arrived - sent >= 0.14, f"headers after {head_arrived - sent:.3f}s: {response.describe()}"
     assert response.body == b"chunk-0\nchunk-1\n"
+
+
+@pytest.mark.parametrize("status", ["404", "500"])
+def test_an_early_error_over_h2c_is_a_plain_status_without_stream_trailers(
+    h2c_server: RunningServer, status: str
+) -> None:
+    response = h2c(h2c_server.port, "GET", f"/fail-before?status={status}", {"te": "trailers"})
+
+    assert response.status == int(status), response.describe()
+    assert response.ended, response.describe()
+    assert response.trailer("stream-status") is None, response.describe()
