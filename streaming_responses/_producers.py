@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
@@ -358,6 +359,12 @@ def make_producer(content: object) -> Producer:
         )
     if isinstance(content, Iterable):
         return SyncIterableProducer(content)
+    if inspect.isgeneratorfunction(content) or inspect.isasyncgenfunction(content):
+        name = getattr(content, "__name__", "the generator")
+        raise TypeError(
+            f"content is the generator function {name!r}, not a generator: call it, "
+            f"StreamingResponse({name}()), to stream what it yields"
+        )
     if callable(content):
         return WriterProducer(content)
     raise TypeError(

@@ -83,15 +83,7 @@ class StreamingResponse(StarletteStreamingResponse):
         self.media_type = self.media_type if media_type is None else media_type
         self.background = background
         self.init_headers(headers)
-        # A Content-Length header given by hand is a declared length like content_length=.
-        declared: int | None = None
-        kept = []
-        for name, value in self.raw_headers:
-            if name == b"content-length":
-                declared = parse_content_length(value, source="the Content-Length header")
-            else:
-                kept.append((name, value))
-        self.raw_headers = kept
+        declared = self._take_content_length_header()
         if content_length is not None:
             declared = parse_content_length(content_length)
         self.content_length = declared
@@ -101,8 +93,25 @@ class StreamingResponse(StarletteStreamingResponse):
         self.on_outcome = on_outcome
         self.outcome: StreamOutcome | None = None
 
+    def _take_content_length_header(self) -> int | None:
+        # A Content-Length header given by hand is a declared length like content_length=;
+        # it is removed here and sent by the core, so the response never carries two.
+        declared: int | None = None
+        kept = []
+        for name, value in self.raw_headers:
+            if name == b"content-length":
+                declared = parse_content_length(value, source="the Content-Length header")
+            else:
+                kept.append((name, value))
+        self.raw_headers = kept
+        return declared
+
     def pump_settings(self) -> PumpSettings:
         """The settings handed to the core for this response."""
+        # A header set after construction (response.headers["content-length"] = ...) counts too.
+        late = self._take_content_length_header()
+        if late is not None:
+            self.content_length = late
         return PumpSettings(
             status_code=self.status_code,
             raw_headers=self.raw_headers,

@@ -167,6 +167,30 @@ def test_bad_lengths_and_timeouts_are_refused_at_construction() -> None:
         StreamingResponse([], idle_timeout="5")  # type: ignore[arg-type]
 
 
+def test_a_generator_function_passed_uncalled_is_refused_with_a_hint() -> None:
+    async def rows() -> AsyncIterator[bytes]:
+        yield b"x"  # pragma: no cover
+
+    def lines() -> Iterator[bytes]:
+        yield b"x"  # pragma: no cover
+
+    with pytest.raises(TypeError, match=r"generator function 'rows'.*StreamingResponse\(rows\(\)\)"):
+        StreamingResponse(rows)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="generator function 'lines'"):
+        StreamingResponse(lines)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_a_content_length_header_set_after_construction_is_declared_once() -> None:
+    response = StreamingResponse([b"abc"])
+    response.headers["content-length"] = "3"
+    recorder = Recorder()
+    await response(http_scope(), recorder.receive, recorder.send)
+    assert [k for k, _ in recorder.start["headers"]].count(b"content-length") == 1
+    assert recorder.headers[b"content-length"] == b"3"
+    assert recorder.body == b"abc"
+
+
 def test_the_keyword_content_length_wins_over_a_header() -> None:
     response = StreamingResponse([b"abc"], headers={"content-length": "9"}, content_length=3)
     assert response.content_length == 3
