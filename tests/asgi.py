@@ -91,6 +91,3 @@ class Recorder:
             return None
         return {k: v for m in found for k, v in m["headers"]}
 
-
-def messages_of(recorder: Recorder, kind: str) -> list[dict[str, Any]]:
-    return [dict(m) for m in recorder.sent if m["type"] == kind]
