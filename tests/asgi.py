@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
@@ -90,4 +89,3 @@ class Recorder:
         if not found:
             return None
         return {k: v for m in found for k, v in m["headers"]}
-
