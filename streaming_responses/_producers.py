@@ -35,11 +35,11 @@ class ChunkQueue:
     """A bounded, single-producer, single-consumer hand-off of body chunks.
 
     The producer side (``put`` and friends) may run in a worker thread; the consumer side
-    (``take``) runs on the event loop. Instead of a lock, each counter has one writer:
-    ``produced`` is written by the producer only and ``taken`` by the consumer only, and the
-    waiting flag is raised *before* the consumer looks at the list a last time. With CPython's
-    atomic ``list.append`` and slice operations this cannot lose a wake-up, and the hot path
-    stays an append and an addition.
+    (``wait_for_data``, ``take_now``, ``consumed``) runs on the event loop. Instead of a lock,
+    each counter has one writer: ``produced`` is written by the producer only and ``taken`` by
+    the consumer only, and the waiting flag is raised *before* the consumer looks at the list a
+    last time. With CPython's atomic ``list.append`` and slice operations this cannot lose a
+    wake-up, and the hot path stays an append and an addition.
     """
 
     __slots__ = (

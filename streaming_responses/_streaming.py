@@ -108,10 +108,6 @@ class StreamingResponse(StarletteStreamingResponse):
 
     def pump_settings(self) -> PumpSettings:
         """The settings handed to the core for this response."""
-        # A header set after construction (response.headers["content-length"] = ...) counts too.
-        late = self._take_content_length_header()
-        if late is not None:
-            self.content_length = late
         return PumpSettings(
             status_code=self.status_code,
             raw_headers=self.raw_headers,
@@ -127,6 +123,10 @@ class StreamingResponse(StarletteStreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             raise TypeError(f"{type(self).__name__} serves HTTP only, not a {scope['type']!r} scope")
+        # A header set after construction (response.headers["content-length"] = ...) counts too.
+        late = self._take_content_length_header()
+        if late is not None:
+            self.content_length = late
         pump = ChunkPump(self.pump_settings(), self.producer, self.on_outcome)
         try:
             outcome = await pump.run(scope, receive, send)

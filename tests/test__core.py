@@ -121,6 +121,16 @@ async def test_an_empty_body_is_sent_with_content_length_zero() -> None:
     assert recorder.ended
 
 
+async def endless(closed_at: list[float]) -> AsyncIterator[bytes]:
+    """Yield a chunk every 10 ms forever; record when the generator's finally block ran."""
+    try:
+        while True:
+            yield b"."
+            await anyio.sleep(0.01)
+    finally:
+        closed_at.append(time.perf_counter())
+
+
 async def slow_chunks(*chunks: bytes, delay: float = 0.01) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield chunk
@@ -308,17 +318,8 @@ async def test_a_context_variable_set_inside_a_sync_generator_survives_across_ba
 
 async def test_a_disconnect_closes_an_endless_async_generator_promptly() -> None:
     closed_at: list[float] = []
-
-    async def endless() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                yield b"tick"
-                await anyio.sleep(0.01)
-        finally:
-            closed_at.append(time.perf_counter())
-
     recorder = Recorder()
-    response = StreamingResponse(endless())
+    response = StreamingResponse(endless(closed_at))
     async with anyio.create_task_group() as group:
         group.start_soon(run, response, recorder)
         await anyio.sleep(0.05)
@@ -424,23 +425,14 @@ async def test_a_thousand_disconnects_leave_no_task_and_no_thread_behind() -> No
 
 
 async def test_a_response_cancelled_from_outside_closes_the_producer_and_reports_a_disconnect() -> None:
-    closed: list[bool] = []
+    closed: list[float] = []
     outcomes: list[StreamOutcome] = []
-
-    async def endless() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                yield b"."
-                await anyio.sleep(0.01)
-        finally:
-            closed.append(True)
-
     recorder = Recorder()
     async with anyio.create_task_group() as group:
-        group.start_soon(run, StreamingResponse(endless(), on_outcome=outcomes.append), recorder)
+        group.start_soon(run, StreamingResponse(endless(closed), on_outcome=outcomes.append), recorder)
         await anyio.sleep(0.05)
         group.cancel_scope.cancel()
-    assert closed == [True]
+    assert len(closed) == 1
     assert [o.outcome for o in outcomes] == [Outcome.DISCONNECTED]
 
 
@@ -592,22 +584,13 @@ async def test_a_slow_client_holds_the_producer_back() -> None:
 
 
 async def test_a_total_timeout_ends_a_started_stream_as_an_error_and_closes_the_producer() -> None:
-    closed: list[bool] = []
-
-    async def endless() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                yield b"."
-                await anyio.sleep(0.01)
-        finally:
-            closed.append(True)
-
+    closed: list[float] = []
     recorder = Recorder()
-    response = StreamingResponse(endless(), timeout=0.1)
+    response = StreamingResponse(endless(closed), timeout=0.1)
     with pytest.raises(StreamTimeout, match=r"longer than timeout=0\.1s") as caught:
         await run(response, recorder)
     assert caught.value.kind == "timeout"
-    assert closed == [True]
+    assert len(closed) == 1
     assert not recorder.ended
     assert response.outcome is not None
     assert response.outcome.outcome is Outcome.TIMEOUT
