@@ -5,7 +5,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-min lint typecheck pytest bench bench-smoke clean
+.PHONY: install system-deps demo test test-min lint typecheck pytest bench bench-smoke clean
+
+# Debian packages the tests (chromium, for EventSource in a real browser) and the benchmarks
+# (nginx-light, the file-serving yardstick) need; installed with apt-get only when missing.
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ $(SUDO) $(APT_GET) update -q && $(SUDO) $(APT_GET) install -y -q --no-install-recommends chromium; }
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
+		{ $(SUDO) $(APT_GET) update -q && $(SUDO) $(APT_GET) install -y -q --no-install-recommends nginx-light; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +38,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) system-deps
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 # The oldest versions we claim: the in-process suite runs against them in a second venv.
@@ -48,7 +59,7 @@ test-min: $(MIN_STAMP)
 
 test: lint typecheck pytest test-min
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python -m benchmarks
 
 bench-smoke: $(STAMP)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks import _suites
 from benchmarks._cases import CASES
 from benchmarks._run import run
 
@@ -15,7 +16,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the chosen rows and return the exit status (see ``_run.run``)."""
-    names = [case.name for case in CASES]
+    names = [case.name for case in CASES] + _suites.row_names()
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--smoke", action="store_true", help="every row at tiny size, 1 round, no targets judged"
@@ -35,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--rounds must be at least 1")
     chosen = [case for case in CASES if args.cases is None or case.name in args.cases]
     output = args.output or RESULTS / ("smoke.json" if args.smoke else "latest.json")
-    return run(chosen, rounds=rounds, smoke=args.smoke, output=output)
+    only = None if args.cases is None else frozenset(args.cases)
+    return run(chosen, rounds=rounds, smoke=args.smoke, output=output, only=only)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _payload
+from benchmarks import _payload, _suites
 from benchmarks._cases import SIDES, Case, Latency, Throughput
 from benchmarks._clients import BenchmarkError, curl, read_stamps
 from benchmarks._server import Server, serve
@@ -29,8 +29,17 @@ SCHEMA = 1
 PACKAGES = ("streaming-responses", "starlette", "uvicorn", "httptools", "uvloop", "anyio")
 
 
-def run(cases: Sequence[Case], *, rounds: int, smoke: bool, output: Path) -> int:
-    """Run ``cases``, print the table, write the JSON to ``output``; return the exit status.
+def run(
+    cases: Sequence[Case],
+    *,
+    rounds: int,
+    smoke: bool,
+    output: Path,
+    only: frozenset[str] | None = None,
+) -> int:
+    """Run ``cases`` and the suites' rows, print the table, write the JSON; return the exit status.
+
+    ``only`` limits the suites to the named rows (``None``: all of them).
 
     0: every row measured and (outside smoke mode) met its target; 1: a target was missed;
     2: a row could not be measured (wrong response, server error).
@@ -57,6 +66,13 @@ def run(cases: Sequence[Case], *, rounds: int, smoke: bool, output: Path) -> int
                 result = {**describe(case, server, smoke), "error": str(exc)}
             results.append(result)
         report["server"]["log"] = server.log()
+    for name in _suites.SUITES:
+        suite = _suites.load(name)
+        wanted = None if only is None else only & frozenset(suite.ROWS)
+        if wanted is not None and not wanted:
+            continue
+        print(f"suite {name} ...", file=sys.stderr, flush=True)
+        results.extend(suite.run(rounds=rounds, smoke=smoke, only=wanted))
     report["machine"]["loadavg_end"] = os.getloadavg()
     report["cases"] = results
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -215,12 +231,15 @@ def render_table(report: dict[str, Any]) -> str:
         summary = case["summary"]
         unit = summary["unit"]
         ratio = "-" if summary["ratio"] is None else f"{summary['ratio']:.1f}x"
+        baseline = "-" if summary["baseline"] is None else _quantity(summary["baseline"], unit)
+        if summary.get("baseline_name"):
+            baseline = f"{baseline} ({summary['baseline_name']})"
         verdict = "smoke" if smoke else ("PASS" if summary["passed"] else "FAIL")
         rows.append(
             (
                 case["name"],
                 _quantity(summary["ours"], unit),
-                _quantity(summary["baseline"], unit),
+                baseline,
                 ratio,
                 case["target"],
                 verdict,
