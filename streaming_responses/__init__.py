@@ -17,9 +17,10 @@ Example::
 
 from __future__ import annotations
 
-from ._exceptions import ContentLengthError, ResponseStateError, StreamError, StreamTimeout
+from ._exceptions import ContentLengthError, ResponseStateError, StreamError, StreamShutdown, StreamTimeout
 from ._framing import Framing
 from ._outcome import Outcome, StreamOutcome
+from ._shutdown import ShutdownPolicy, end_all_streams
 from ._streaming import StreamingResponse
 
 __all__ = (
@@ -27,10 +28,13 @@ __all__ = (
     "Framing",
     "Outcome",
     "ResponseStateError",
+    "ShutdownPolicy",
     "StreamError",
     "StreamOutcome",
+    "StreamShutdown",
     "StreamTimeout",
     "StreamingResponse",
+    "end_all_streams",
 )
 
 __version__ = "0.1.0"

@@ -12,6 +12,10 @@ One response runs three cooperating pieces in one task group:
   and sends it; it never waits for more than is already there;
 * the listener reads ``receive()`` for ``http.disconnect``, because no server in use reports
   ASGI spec 2.4 and ``send()`` stays silent once the client is gone.
+
+Adapters shape the wire through :class:`PumpSettings` alone: keep-alive chunks while idle, an
+opening chunk, a last chunk on errors and on shutdown, a bound on each ``send()``, and
+``http.response.pathsend`` for whole files. They never call ``send`` themselves.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 import anyio
 import anyio.lowlevel
 from starlette.requests import ClientDisconnect
 
-from ._exceptions import ContentLengthError, ResponseStateError, StreamTimeout
+from ._exceptions import ContentLengthError, ResponseStateError, StreamShutdown, StreamTimeout
 from ._framing import (
     TRAILER_DECLARATION,
     Framing,
@@ -39,12 +44,19 @@ from ._framing import (
 )
 from ._outcome import Outcome, StreamOutcome
 from ._producers import ChunkQueue, Producer, close_quietly
+from ._shutdown import REGISTRY, ShutdownPolicy
 from ._types import Message, RawHeaders, Receive, Scope, Send
 
 logger = logging.getLogger("streaming_responses")
 
 #: The callback type of ``on_outcome``: a plain or async function of one StreamOutcome.
 OutcomeCallback = Callable[[StreamOutcome], "Awaitable[object] | object"]
+#: Bytes to send once a started stream fails (an SSE ``event: error``), or ``None`` for none.
+ErrorChunk = Callable[[BaseException], "bytes | None"]
+
+#: Seconds the core waits for the courtesy sends of an ending (error chunk, trailers) when no
+#: ``send_timeout`` bounds them: a client that stopped reading must not hold the task forever.
+COURTESY_SEND_TIMEOUT = 5.0
 
 
 class StreamState(enum.Enum):
@@ -101,6 +113,22 @@ class PumpSettings:
     message_bytes: int = 64 * 1024
     #: Send the headers before the first chunk exists (server-sent events need this).
     start_immediately: bool = False
+    #: Sent right after an immediate start (granian holds headers back until a body message).
+    opening_chunk: bytes | None = None
+    #: Seconds without any body message, once started, after which ``keepalive_chunk`` is sent.
+    keepalive: float | None = None
+    keepalive_chunk: bytes = b""
+    #: Seconds one ``send()`` may take; a client that stops reading that long is dropped.
+    send_timeout: float | None = None
+    #: Called with the exception when a started stream fails; its bytes go out before the end.
+    error_chunk: ErrorChunk | None = None
+    #: What server shutdown (or :func:`~._shutdown.end_all_streams`) does to this response.
+    shutdown: ShutdownPolicy = ShutdownPolicy.WAIT
+    #: The last chunk of a stream ended by shutdown under ``ShutdownPolicy.END``.
+    shutdown_chunk: bytes | None = None
+    #: A file to send with ``http.response.pathsend`` where the server offers it (whole files);
+    #: requires ``declared_length``.
+    pathsend: str | None = None
 
 
 class ChunkPump:
@@ -128,8 +156,11 @@ class ChunkPump:
         #: The record of how the response ended, once it has (also when run() raised).
         self.outcome: StreamOutcome | None = None
         self._disconnected = False
+        self._shutdown_requested = False
+        self._send_timed_out = False
         self._body_warning_given = False
         self._main_scope = anyio.CancelScope()
+        self._last_send = 0.0
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> StreamOutcome:
         begun = time.perf_counter()
@@ -137,6 +168,28 @@ class ChunkPump:
         method = scope.get("method", "GET")
         if not body_allowed(method, settings.status_code):
             return await self._run_without_body(method, send, begun)
+        if settings.pathsend is not None and "http.response.pathsend" in scope.get("extensions", {}):
+            return await self._run_pathsend(settings.pathsend, send, begun)
+        if settings.send_timeout is not None:
+            send = self._bounded(send, settings.send_timeout)
+        if settings.shutdown is ShutdownPolicy.WAIT:
+            return await self._run_body(scope, receive, send, begun)
+        REGISTRY.register(self.request_shutdown)
+        try:
+            return await self._run_body(scope, receive, send, begun)
+        finally:
+            REGISTRY.unregister(self.request_shutdown)
+
+    def request_shutdown(self) -> None:
+        """End this stream as its shutdown policy says (called by the shutdown registry)."""
+        if self.lifecycle.state in (StreamState.FINISHED, StreamState.FAILED):
+            return
+        self._shutdown_requested = True
+        self.producer.stop_soon()
+        self._main_scope.cancel()
+
+    async def _run_body(self, scope: Scope, receive: Receive, send: Send, begun: float) -> StreamOutcome:
+        settings = self.settings
 
         self.trailers = trailers_eligible(scope)
         queue = ChunkQueue(settings.message_bytes, settings.charset)
@@ -167,6 +220,8 @@ class ChunkPump:
             return await self._end(Outcome.COMPLETE, begun)
         if self._disconnected and error is None:
             return await self._end(Outcome.DISCONNECTED, begun)
+        if self._shutdown_requested and error is None:
+            return await self._shut_down(send, begun)
         if self._main_scope.cancelled_caught and error is None:
             assert settings.timeout is not None
             error = StreamTimeout("timeout", settings.timeout)
@@ -225,11 +280,16 @@ class ChunkPump:
         idle = settings.idle_timeout
         lifecycle = self.lifecycle
         looked_again = False
+        keepalive = settings.keepalive
         if settings.start_immediately:
             await self._send_start(send, decide_framing_now(settings, None))
+            if settings.opening_chunk:
+                await self._send_chunk(send, settings.opening_chunk)
         while True:
             if not queue.items and not queue.finished:
-                if idle is None:
+                if keepalive is not None and lifecycle.started:
+                    await self._wait_keeping_alive(queue, send, idle, keepalive)
+                elif idle is None:
                     await queue.wait_for_data()
                 else:
                     with anyio.move_on_after(idle) as idle_scope:
@@ -273,15 +333,54 @@ class ChunkPump:
             if size:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 self.bytes_sent = total
+                if keepalive is not None:
+                    self._last_send = anyio.current_time()
             if failed:
                 raise_error(queue)
             if last:
                 assert declared is not None
                 raise ContentLengthError(declared, total, ended=True)
 
+    async def _wait_keeping_alive(
+        self, queue: ChunkQueue, send: Send, idle: float | None, keepalive: float
+    ) -> None:
+        """Wait for data, sending the keep-alive chunk after ``keepalive`` s without a send."""
+        idle_deadline = None if idle is None else anyio.current_time() + idle
+        while True:
+            now = anyio.current_time()
+            ping_at = self._last_send + keepalive
+            deadline = ping_at if idle_deadline is None else min(ping_at, idle_deadline)
+            with anyio.move_on_after(max(deadline - now, 0.0)):
+                await queue.wait_for_data()
+                return
+            if idle_deadline is not None and anyio.current_time() >= idle_deadline:
+                assert idle is not None
+                raise StreamTimeout("idle_timeout", idle)
+            if anyio.current_time() >= self._last_send + keepalive:
+                await self._send_chunk(send, self.settings.keepalive_chunk)
+
     # -- sending -------------------------------------------------------------------------
 
+    def _bounded(self, send: Send, seconds: float) -> Send:
+        """``send`` limited to ``seconds`` per call: past that the client is taken as gone."""
+
+        async def bounded_send(message: Message) -> None:
+            with anyio.move_on_after(seconds) as scope:
+                await send(message)
+            if scope.cancelled_caught:
+                self._send_timed_out = True
+                raise StreamTimeout("send_timeout", seconds)
+
+        return bounded_send
+
+    async def _send_chunk(self, send: Send, chunk: bytes) -> None:
+        """Send bytes that are not the producer's (opening, keep-alive, error, last chunks)."""
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        self.bytes_sent += len(chunk)
+        self._last_send = anyio.current_time()
+
     async def _send_start(self, send: Send, decision: FramingDecision) -> None:
+        self._last_send = anyio.current_time()
         self.lifecycle.start()
         self.framing = decision.framing
         headers = list(self.settings.raw_headers)
@@ -320,10 +419,48 @@ class ChunkPump:
         self.lifecycle.finish()
         return await self._end(Outcome.COMPLETE, begun)
 
+    async def _run_pathsend(self, path: str, send: Send, begun: float) -> StreamOutcome:
+        # ASGI "Path Send" extension: the server sends the file itself (granian, zero copy).
+        # The producer, built for servers without the extension, is closed unread.
+        declared = self.settings.declared_length
+        if declared is None:
+            raise ResponseStateError("pathsend needs the file's length as declared_length")
+        problem = await close_quietly(self.producer)
+        if problem is not None:
+            logger.warning("closing the producer raised %r", problem, exc_info=problem)
+        await self._send_start(send, decide_framing_now(self.settings, declared))
+        await send({"type": "http.response.pathsend", "path": path})
+        self.bytes_sent = declared
+        self.lifecycle.finish()
+        return await self._end(Outcome.COMPLETE, begun)
+
     # -- endings -------------------------------------------------------------------------
 
+    async def _shut_down(self, send: Send, begun: float) -> StreamOutcome:
+        """End a stream the server's shutdown (or end_all_streams()) asked to end."""
+        settings = self.settings
+        if settings.shutdown is ShutdownPolicy.ABORT:
+            return await self._fail(StreamShutdown(), send, begun)
+        with anyio.move_on_after(settings.send_timeout or COURTESY_SEND_TIMEOUT):
+            if not self.lifecycle.started:
+                await self._send_start(send, decide_framing_now(settings, None))
+            if settings.shutdown_chunk:
+                await self._send_chunk(send, settings.shutdown_chunk)
+            await self._send_final(send, b"")
+        if self.lifecycle.state is not StreamState.FINISHED:
+            # The client did not take the last bytes in time: cut it off rather than wait.
+            self.lifecycle.fail()
+            await self._end(Outcome.SHUTDOWN, begun)
+            raise StreamShutdown()
+        return await self._end(Outcome.SHUTDOWN, begun)
+
     async def _fail(self, error: BaseException, send: Send, begun: float) -> StreamOutcome:
-        kind = Outcome.TIMEOUT if isinstance(error, StreamTimeout) else Outcome.ERROR
+        if isinstance(error, StreamTimeout):
+            kind = Outcome.TIMEOUT
+        elif isinstance(error, StreamShutdown):
+            kind = Outcome.SHUTDOWN
+        else:
+            kind = Outcome.ERROR
         started = self.lifecycle.started
         finished = self.lifecycle.state is StreamState.FINISHED
         if not finished:
@@ -339,15 +476,34 @@ class ChunkPump:
             error,
             exc_info=error,
         )
-        if self.trailers and not finished and not self._disconnected:
+        courteous = not finished and not self._disconnected and not self._send_timed_out
+        if courteous and self.settings.error_chunk is not None:
+            await self._send_error_chunk(send, error)
+        if self.trailers and courteous and not self._send_timed_out:
             # RFC 9110 §6.5: trailers can say the body is incomplete where a status no longer can.
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            await send({"type": "http.response.trailers", "headers": status_trailers(error)})
-            return await self._end(kind, begun, error)
+            with anyio.move_on_after(self.settings.send_timeout or COURTESY_SEND_TIMEOUT):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await send({"type": "http.response.trailers", "headers": status_trailers(error)})
+                return await self._end(kind, begun, error)
         await self._end(kind, begun, error)
         # Re-raising is the only honest signal left on HTTP/1.1: the server drops the
         # connection, so a chunked body is never terminated and a sized one ends short.
         raise error
+
+    async def _send_error_chunk(self, send: Send, error: BaseException) -> None:
+        make_chunk = self.settings.error_chunk
+        assert make_chunk is not None
+        try:
+            chunk = make_chunk(error)
+        except Exception as exc:
+            logger.warning("error_chunk raised %r; sending no error chunk", exc, exc_info=exc)
+            return
+        if not chunk:
+            return
+        # A bounded send that gives up raises StreamTimeout; the abort that follows still happens.
+        bound = self.settings.send_timeout or COURTESY_SEND_TIMEOUT
+        with anyio.move_on_after(bound), suppress(StreamTimeout):
+            await self._send_chunk(send, chunk)
 
     async def _end(self, kind: Outcome, begun: float, error: BaseException | None = None) -> StreamOutcome:
         outcome = StreamOutcome(

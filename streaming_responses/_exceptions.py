@@ -30,16 +30,30 @@ class ContentLengthError(StreamError):
 
 
 class StreamTimeout(StreamError, TimeoutError):
-    """The response ran longer than ``timeout`` or waited longer than ``idle_timeout``.
+    """The response ran longer than ``timeout``, or waited longer than ``idle_timeout`` or
+    ``send_timeout``.
 
-    ``kind`` is ``"timeout"`` (the whole response) or ``"idle_timeout"`` (between two chunks).
+    ``kind`` is ``"timeout"`` (the whole response), ``"idle_timeout"`` (between two chunks) or
+    ``"send_timeout"`` (one ``send()``: the client stopped reading).
     """
 
     def __init__(self, kind: str, seconds: float) -> None:
         self.kind = kind
         self.seconds = seconds
-        what = "the response took" if kind == "timeout" else "the producer was silent for"
+        what = {
+            "timeout": "the response took",
+            "idle_timeout": "the producer was silent for",
+            "send_timeout": "the client did not read for",
+        }.get(kind, "waited")
         super().__init__(f"{what} longer than {kind}={seconds:g}s")
+
+
+class StreamShutdown(StreamError):
+    """The server shut down (or :func:`~streaming_responses.end_all_streams` was called) and
+    the response's shutdown policy was to cut it off, so it cannot look complete."""
+
+    def __init__(self) -> None:
+        super().__init__("the stream was cut off because the server is shutting down")
 
 
 class ResponseStateError(StreamError, RuntimeError):

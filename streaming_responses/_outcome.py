@@ -14,7 +14,7 @@ from ._framing import Framing
 
 
 class Outcome(enum.Enum):
-    """The four ways a streamed response can end."""
+    """The five ways a streamed response can end."""
 
     #: Every byte was handed to the server and the body was terminated properly.
     COMPLETE = "complete"
@@ -22,8 +22,10 @@ class Outcome(enum.Enum):
     DISCONNECTED = "disconnected"
     #: The producer (or the core's checks) raised; the client was told (trailers) or cut off.
     ERROR = "error"
-    #: ``timeout`` or ``idle_timeout`` ran out; handled like an error.
+    #: ``timeout``, ``idle_timeout`` or ``send_timeout`` ran out; handled like an error.
     TIMEOUT = "timeout"
+    #: Server shutdown (or ``end_all_streams()``) ended the stream, as its policy says.
+    SHUTDOWN = "shutdown"
 
 
 @dataclass(frozen=True)

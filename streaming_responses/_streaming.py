@@ -17,6 +17,7 @@ from ._core import ChunkPump, OutcomeCallback, PumpSettings
 from ._framing import parse_content_length, parse_timeout
 from ._outcome import Outcome, StreamOutcome
 from ._producers import Producer, make_producer
+from ._shutdown import ShutdownPolicy
 from ._types import Content, Receive, Scope, Send
 
 
@@ -53,6 +54,11 @@ class StreamingResponse(StarletteStreamingResponse):
       leaves ``receive()`` to the producer instead of listening for the disconnect.
     * ``on_outcome``: a plain or async callable given one
       :class:`~streaming_responses.StreamOutcome` when the response ends, for metrics.
+    * ``on_shutdown``: what a server shutdown (SIGTERM/SIGINT, or
+      :func:`~streaming_responses.end_all_streams`) does to the response: ``"wait"`` (the
+      default: the server waits for it, as for any response), ``"end"`` (finish the body now;
+      only for streams whose clients treat any end as normal, like event feeds) or ``"abort"``
+      (cut it off, so a client cannot mistake it for a complete body).
     """
 
     #: Upper bound, in bytes, of the chunks joined into one ASGI message (and of what is
@@ -76,6 +82,7 @@ class StreamingResponse(StarletteStreamingResponse):
         idle_timeout: float | None = None,
         duplex: bool = False,
         on_outcome: OutcomeCallback | None = None,
+        on_shutdown: ShutdownPolicy | str = ShutdownPolicy.WAIT,
     ) -> None:
         self.content = content
         self.producer: Producer = make_producer(content)
@@ -91,6 +98,7 @@ class StreamingResponse(StarletteStreamingResponse):
         self.idle_timeout = parse_timeout(idle_timeout, "idle_timeout")
         self.duplex = duplex
         self.on_outcome = on_outcome
+        self.on_shutdown = parse_shutdown_policy(on_shutdown)
         self.outcome: StreamOutcome | None = None
 
     def _take_content_length_header(self) -> int | None:
@@ -118,6 +126,7 @@ class StreamingResponse(StarletteStreamingResponse):
             duplex=self.duplex,
             message_bytes=self.message_bytes,
             start_immediately=self.start_immediately,
+            shutdown=self.on_shutdown,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -137,3 +146,14 @@ class StreamingResponse(StarletteStreamingResponse):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} status_code={self.status_code} content={self.content!r}>"
+
+
+def parse_shutdown_policy(value: ShutdownPolicy | str) -> ShutdownPolicy:
+    """``on_shutdown=`` as a :class:`ShutdownPolicy`, refusing anything else by name."""
+    if isinstance(value, ShutdownPolicy):
+        return value
+    try:
+        return ShutdownPolicy(value)
+    except ValueError:
+        choices = ", ".join(repr(policy.value) for policy in ShutdownPolicy)
+        raise ValueError(f"on_shutdown must be one of {choices}, not {value!r}") from None

@@ -1,0 +1,176 @@
+"""Server shutdown: which open streams end, and how the core hears about it.
+
+This module owns the streams that asked to be ended on shutdown (``ShutdownPolicy.END`` or
+``ABORT``), grouped by the event loop they run in, and the signal handlers that learn of a
+shutdown without any wiring by the user. The rules that keep it contained:
+
+* an entry exists for a loop only while at least one such stream is open in it (or, after a
+  shutdown signal, until that loop is closed), so nothing outlives an app or leaks between
+  tests, which each run their own loop;
+* SIGTERM and SIGINT handlers are installed when the first such stream opens and put back when
+  the last one ends; they *chain* to whatever handler the server installed (uvicorn's
+  ``signal.signal`` handlers, hypercorn's and granian's ``loop.add_signal_handler``, whose
+  wake-up file descriptor is untouched), so the server still shuts down as it always does. No
+  server is patched and nothing happens at import time.
+
+Why the core needs this: uvicorn, hypercorn and granian all wait for in-flight responses when
+they shut down, and none of them tells the application (no ``http.disconnect``, no
+cancellation before the graceful timeout), so an endless event stream keeps them from exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+logger = logging.getLogger("streaming_responses")
+
+#: Signals that mean "the server is shutting down".
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+Stopper = Callable[[], None]
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class ShutdownPolicy(enum.Enum):
+    """What a streaming response does when the server shuts down.
+
+    ``WAIT`` leaves it to the server (which usually waits for the response to finish);
+    ``END`` sends an optional last chunk and ends the body normally (server-sent events: the
+    client reconnects elsewhere); ``ABORT`` cuts the response so it cannot look complete.
+    """
+
+    WAIT = "wait"
+    END = "end"
+    ABORT = "abort"
+
+
+class LoopStreams:
+    """The streams of one event loop that end on shutdown, and the signal handlers for them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.stoppers: set[Stopper] = set()
+        #: Set once a shutdown signal arrived: streams that open afterwards end at once.
+        self.draining = False
+        self._previous: dict[int, _Handler] = {}
+
+    def add(self, stopper: Stopper) -> None:
+        self.stoppers.add(stopper)
+        if self.draining:
+            self.loop.call_soon(stopper)
+        elif len(self.stoppers) == 1:
+            self._install_handlers()
+
+    def discard(self, stopper: Stopper) -> None:
+        self.stoppers.discard(stopper)
+        if not self.stoppers:
+            self._restore_handlers()
+
+    def end_all(self) -> int:
+        stoppers = list(self.stoppers)
+        for stopper in stoppers:
+            stopper()
+        return len(stoppers)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Runs in the main thread between two bytecodes, possibly inside the loop itself:
+        # only hand the work to the loop, which is safe from a signal handler.
+        if not self.draining:
+            self.draining = True
+            logger.info("signal %d: ending %d open stream(s)", signum, len(self.stoppers))
+            self.loop.call_soon_threadsafe(self.end_all)
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+
+    def _install_handlers(self) -> None:
+        # signal.signal() only works in the main thread; elsewhere (a TestClient's portal
+        # thread) the streams can still be ended with end_all_streams().
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in SHUTDOWN_SIGNALS:
+            previous = signal.getsignal(signum)
+            # Default or ignored: the server handles nothing, so there is nothing to chain to
+            # and the process dies (or ignores it) whatever we do.
+            if not callable(previous):
+                continue
+            try:
+                signal.signal(signum, self._on_signal)
+            except ValueError:  # pragma: no cover - not the main interpreter
+                return
+            self._previous[signum] = previous
+
+    def _restore_handlers(self) -> None:
+        for signum, previous in self._previous.items():
+            # Put the server's handler back only if ours is still the one installed.
+            if signal.getsignal(signum) == self._on_signal:
+                signal.signal(signum, previous)
+        self._previous.clear()
+
+
+class Registry:
+    """Per-loop :class:`LoopStreams`, created on first use and dropped when empty."""
+
+    def __init__(self) -> None:
+        self._by_loop: dict[int, LoopStreams] = {}
+
+    def _entry(self, loop: asyncio.AbstractEventLoop, create: bool) -> LoopStreams | None:
+        entry = self._by_loop.get(id(loop))
+        if entry is not None and (entry.loop is not loop or entry.loop.is_closed()):
+            del self._by_loop[id(loop)]  # a closed loop whose id was reused
+            entry = None
+        if entry is None and create:
+            entry = self._by_loop[id(loop)] = LoopStreams(loop)
+        return entry
+
+    def register(self, stopper: Stopper) -> None:
+        loop = asyncio.get_running_loop()
+        entry = self._entry(loop, create=True)
+        assert entry is not None
+        entry.add(stopper)
+
+    def unregister(self, stopper: Stopper) -> None:
+        loop = asyncio.get_running_loop()
+        entry = self._entry(loop, create=False)
+        if entry is None:
+            return
+        entry.discard(stopper)
+        if not entry.stoppers and not entry.draining:
+            del self._by_loop[id(loop)]
+
+    def end_all(self) -> int:
+        entry = self._entry(asyncio.get_running_loop(), create=False)
+        return 0 if entry is None else entry.end_all()
+
+
+#: The one registry. Its entries live only while streams are open (see the module docstring).
+REGISTRY = Registry()
+
+
+def end_all_streams() -> int:
+    """End every open stream of the running event loop that ends on shutdown.
+
+    Server-sent event streams (and any response created with ``on_shutdown="end"`` or
+    ``"abort"``) end as they would on SIGTERM: an ``END`` stream sends its last chunk (for
+    :class:`~streaming_responses.EventSourceResponse`, the ``shutdown_event``) and finishes
+    its body; an ``ABORT`` stream is cut. Returns how many streams were asked to end. Call it
+    from the event loop that serves the app: in a lifespan shutdown handler, a custom signal
+    handler, or a test.
+
+    Example::
+
+        @pytest.mark.anyio
+        async def test_endless_feed_ends_on_shutdown():
+            async with StreamingTestClient(app) as client:
+                async with client.stream("GET", "/feed") as response:
+                    ...
+                    end_all_streams()
+    """
+    return REGISTRY.end_all()
