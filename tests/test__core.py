@@ -28,7 +28,7 @@ from streaming_responses import (
 )
 from streaming_responses._core import ChunkPump, Lifecycle, PumpSettings, StreamState
 from streaming_responses._producers import AsyncIterableProducer
-from streaming_responses._types import Write
+from streaming_responses._types import Message, Write
 from tests.asgi import Recorder, http_scope
 
 pytestmark = pytest.mark.anyio
@@ -844,3 +844,173 @@ async def test_start_immediately_sends_headers_before_any_chunk() -> None:
         release.set()
     assert recorder.body == b"late"
     assert pump.framing is Framing.CHUNKED
+
+
+# -- hooks adapters shape the wire with ----------------------------------------------------
+
+
+async def never_yields(finalized: list[str]) -> AsyncIterator[bytes]:
+    try:
+        await anyio.sleep_forever()
+        yield b""  # pragma: no cover - never reached
+    finally:
+        finalized.append("closed")
+
+
+def pump_for(content: AsyncIterator[bytes], **settings: Any) -> ChunkPump:
+    return ChunkPump(
+        PumpSettings(status_code=200, raw_headers=[], **settings), AsyncIterableProducer(content)
+    )
+
+
+async def test_an_opening_chunk_follows_an_immediate_start() -> None:
+    finalized: list[str] = []
+    pump = pump_for(never_yields(finalized), start_immediately=True, opening_chunk=b":\n\n")
+    recorder = Recorder()
+    async with anyio.create_task_group() as group:
+        group.start_soon(pump.run, http_scope(), recorder.receive, recorder.send)
+        await anyio.sleep(0.05)
+        assert recorder.bodies == [b":\n\n"]
+        recorder.disconnect.set()
+    assert finalized == ["closed"]
+    assert pump.outcome is not None
+    assert pump.outcome.outcome is Outcome.DISCONNECTED
+
+
+async def test_keepalive_chunks_are_sent_only_while_nothing_else_is_sent() -> None:
+    async def sparse() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            await anyio.sleep(0.01)  # busier than the keep-alive interval
+            yield b"x"
+        await anyio.sleep(0.25)
+        yield b"y"
+
+    pump = pump_for(sparse(), keepalive=0.1, keepalive_chunk=b"ping")
+    recorder = Recorder()
+    await pump.run(http_scope(), recorder.receive, recorder.send)
+    bodies = [body for body in recorder.bodies if body]
+    assert bodies[:3] == [b"x", b"x", b"x"]
+    assert bodies[3:] == [b"ping", b"ping", b"y"]
+    pings = [t for t, m in zip(recorder.times, recorder.sent, strict=True) if m.get("body") == b"ping"]
+    assert 0.08 < pings[1] - pings[0] < 0.2
+    assert pump.outcome is not None
+    assert pump.outcome.outcome is Outcome.COMPLETE
+
+
+async def test_keepalive_does_not_hide_an_idle_timeout() -> None:
+    finalized: list[str] = []
+
+    async def then_silent() -> AsyncIterator[bytes]:
+        yield b"first"
+        async for chunk in never_yields(finalized):
+            yield chunk  # pragma: no cover - never reached
+
+    pump = pump_for(then_silent(), keepalive=0.03, keepalive_chunk=b"ping", idle_timeout=0.2)
+    recorder = Recorder()
+    with pytest.raises(StreamTimeout, match="idle_timeout"):
+        await pump.run(http_scope(), recorder.receive, recorder.send)
+    assert recorder.bodies[0] == b"first"
+    assert 3 <= recorder.bodies.count(b"ping") <= 8
+    assert finalized == ["closed"]
+
+
+async def test_a_send_that_blocks_past_send_timeout_drops_the_client_and_closes_the_producer() -> None:
+    finalized: list[str] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"data"
+                await anyio.lowlevel.checkpoint()
+        finally:
+            finalized.append("closed")
+
+    recorder = Recorder()
+    blocked = anyio.Event()
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body" and recorder.bodies:
+            blocked.set()
+            await anyio.sleep_forever()  # the client stopped reading: the transport is full
+        await recorder.send(message)
+
+    pump = pump_for(endless(), send_timeout=0.1, error_chunk=lambda exc: b"never sent")
+    begun = time.perf_counter()
+    with pytest.raises(StreamTimeout, match="send_timeout"):
+        await pump.run(http_scope(), recorder.receive, send)
+    assert time.perf_counter() - begun < 2
+    assert blocked.is_set()
+    assert finalized == ["closed"]
+    assert b"never sent" not in recorder.body
+    assert pump.outcome is not None
+    assert pump.outcome.outcome is Outcome.TIMEOUT
+
+
+async def test_an_error_chunk_is_sent_before_the_abort() -> None:
+    pump = pump_for(failing_after(b"a"), error_chunk=lambda exc: f"error: {type(exc).__name__}".encode())
+    recorder = Recorder()
+    with pytest.raises(RuntimeError):
+        await pump.run(http_scope(), recorder.receive, recorder.send)
+    assert recorder.body == b"aerror: RuntimeError"
+    assert not recorder.ended
+
+
+async def test_an_error_chunk_is_sent_before_error_trailers() -> None:
+    pump = pump_for(failing_after(b"a"), error_chunk=lambda exc: b"!")
+    recorder = Recorder()
+    scope = http_scope(http_version="2", trailers=True, headers=[(b"te", b"trailers")])
+    await pump.run(scope, recorder.receive, recorder.send)
+    assert recorder.body == b"a!"
+    assert recorder.trailers == {b"stream-status": b"error", b"stream-error": b"RuntimeError"}
+
+
+async def test_an_error_chunk_callback_that_raises_is_logged_and_the_stream_still_aborts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(exc: BaseException) -> bytes:
+        raise ValueError("bad encoder")
+
+    pump = pump_for(failing_after(b"a"), error_chunk=broken)
+    recorder = Recorder()
+    with caplog.at_level(logging.WARNING, logger="streaming_responses"), pytest.raises(RuntimeError):
+        await pump.run(http_scope(), recorder.receive, recorder.send)
+    assert recorder.body == b"a"
+    assert any("error_chunk raised" in record.getMessage() for record in caplog.records)
+
+
+async def test_pathsend_replaces_the_producer_where_the_server_offers_it() -> None:
+    unread = never_yields([])
+    pump = pump_for(unread, pathsend="/srv/file.bin", declared_length=1234)
+    recorder = Recorder()
+    scope = http_scope()
+    scope["extensions"]["http.response.pathsend"] = {}
+    outcome = await pump.run(scope, recorder.receive, recorder.send)
+    assert recorder.headers[b"content-length"] == b"1234"
+    assert recorder.sent[1] == {"type": "http.response.pathsend", "path": "/srv/file.bin"}
+    assert len(recorder.sent) == 2
+    assert isinstance(unread, types.AsyncGeneratorType)
+    assert unread.ag_frame is None  # closed without ever running
+    assert outcome.outcome is Outcome.COMPLETE
+    assert outcome.bytes_sent == 1234
+
+
+async def test_pathsend_is_ignored_where_the_server_does_not_offer_it() -> None:
+    pump = ChunkPump(
+        PumpSettings(status_code=200, raw_headers=[], pathsend="/srv/file.bin", declared_length=2),
+        AsyncIterableProducer(slow_chunks(b"o", b"k")),
+    )
+    recorder = Recorder()
+    await pump.run(http_scope(), recorder.receive, recorder.send)
+    assert recorder.body == b"ok"
+    assert all(message["type"] != "http.response.pathsend" for message in recorder.sent)
+
+
+async def test_pathsend_without_a_declared_length_is_refused() -> None:
+    finalized: list[str] = []
+    pump = pump_for(never_yields(finalized), pathsend="/srv/file.bin")
+    recorder = Recorder()
+    scope = http_scope()
+    scope["extensions"]["http.response.pathsend"] = {}
+    with pytest.raises(ResponseStateError, match="declared_length"):
+        await pump.run(scope, recorder.receive, recorder.send)
+    assert recorder.sent == []
