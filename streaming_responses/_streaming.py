@@ -20,6 +20,9 @@ from ._producers import Producer, make_producer
 from ._shutdown import ShutdownPolicy
 from ._types import Content, Receive, Scope, Send
 
+#: Outcomes after which the background task runs: the response was not a failure.
+_RUN_BACKGROUND = frozenset({Outcome.COMPLETE, Outcome.DISCONNECTED, Outcome.SHUTDOWN})
+
 
 class StreamingResponse(StarletteStreamingResponse):
     """A streaming response that is correct under disconnects and errors, and fast.
@@ -141,7 +144,7 @@ class StreamingResponse(StarletteStreamingResponse):
             outcome = await pump.run(scope, receive, send)
         finally:
             self.outcome = pump.outcome
-        if self.background is not None and outcome.outcome in (Outcome.COMPLETE, Outcome.DISCONNECTED):
+        if self.background is not None and outcome.error is None and outcome.outcome in _RUN_BACKGROUND:
             await self.background()
 
     def __repr__(self) -> str:
