@@ -57,6 +57,8 @@ ErrorChunk = Callable[[BaseException], "bytes | None"]
 #: Seconds the core waits for the courtesy sends of an ending (error chunk, trailers) when no
 #: ``send_timeout`` bounds them: a client that stopped reading must not hold the task forever.
 COURTESY_SEND_TIMEOUT = 5.0
+#: Seconds the core spends ending a stream cleanly after the server cancelled it.
+CANCELLED_END_TIMEOUT = 0.5
 
 
 class StreamState(enum.Enum):
@@ -77,6 +79,11 @@ class Lifecycle:
         self.state = StreamState.PENDING
         #: Whether the response start was sent; stays true once the response fails.
         self.started = False
+
+    @property
+    def finished(self) -> bool:
+        """Whether the final body message (and trailers) went out."""
+        return self.state is StreamState.FINISHED
 
     def start(self) -> None:
         self._require(StreamState.PENDING, "send the response start")
@@ -210,9 +217,12 @@ class ChunkPump:
                 group.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():
             # Cancelled from outside (the server is shutting down, or a middleware gave up):
-            # the producer was closed with the task group; report the end as a disconnect.
+            # the producer was closed with the task group.
             with anyio.CancelScope(shield=True):
-                await self._end(Outcome.DISCONNECTED, begun)
+                if await self._end_cleanly_when_cancelled(send):
+                    await self._end(Outcome.SHUTDOWN, begun)
+                else:
+                    await self._end(Outcome.DISCONNECTED, begun)
             raise
 
         if error is None and self.lifecycle.state is StreamState.FINISHED:
@@ -435,6 +445,27 @@ class ChunkPump:
         return await self._end(Outcome.COMPLETE, begun)
 
     # -- endings -------------------------------------------------------------------------
+
+    async def _end_cleanly_when_cancelled(self, send: Send) -> bool:
+        """Terminate an ``END`` stream's body when the server cancels the response.
+
+        Some servers give the application no notice of a shutdown at all (hypercorn's worker
+        processes learn of it through a multiprocessing event and cancel what is left after
+        ``--graceful-timeout``); an event stream should still end cleanly then.
+        """
+        settings = self.settings
+        if (
+            settings.shutdown is not ShutdownPolicy.END
+            or self.lifecycle.state is not StreamState.STREAMING
+            or self._disconnected
+            or self._send_timed_out
+        ):
+            return False
+        with anyio.move_on_after(CANCELLED_END_TIMEOUT):
+            if settings.shutdown_chunk:
+                await self._send_chunk(send, settings.shutdown_chunk)
+            await self._send_final(send, b"")
+        return self.lifecycle.finished
 
     async def _shut_down(self, send: Send, begun: float) -> StreamOutcome:
         """End a stream the server's shutdown (or end_all_streams()) asked to end."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
+from starlette.background import BackgroundTask
 
 from streaming_responses import (
     Outcome,
@@ -238,3 +239,46 @@ def test_streams_outside_the_main_thread_install_no_handler_but_can_be_ended() -
     thread.join(10)
     assert not thread.is_alive()
     assert seen == {"handler": before, "ended": 1, "complete": True}
+
+
+async def test_an_end_stream_cancelled_by_the_server_still_ends_its_body_cleanly() -> None:
+    # hypercorn's worker processes get no signal: after --graceful-timeout they cancel.
+    finalized: list[str] = []
+    pump = endless_pump(finalized, ShutdownPolicy.END, shutdown_chunk=b"bye\n")
+    recorder = Recorder()
+    async with anyio.create_task_group() as group:
+        group.start_soon(pump.run, http_scope(), recorder.receive, recorder.send)
+        await started(recorder)
+        group.cancel_scope.cancel()
+    assert recorder.body == b"tick\nbye\n"
+    assert recorder.ended
+    assert finalized == ["closed"]
+    assert pump.outcome is not None
+    assert pump.outcome.outcome is Outcome.SHUTDOWN
+
+
+async def test_a_wait_stream_cancelled_by_the_server_is_a_disconnect_and_stays_unterminated() -> None:
+    pump = endless_pump([], ShutdownPolicy.WAIT)
+    recorder = Recorder()
+    async with anyio.create_task_group() as group:
+        group.start_soon(pump.run, http_scope(), recorder.receive, recorder.send)
+        await started(recorder)
+        group.cancel_scope.cancel()
+    assert not recorder.ended
+    assert pump.outcome is not None
+    assert pump.outcome.outcome is Outcome.DISCONNECTED
+
+
+async def test_background_tasks_run_after_a_clean_shutdown_end() -> None:
+    ran: list[str] = []
+
+    async def note() -> None:
+        ran.append("background")
+
+    response = StreamingResponse(ticking([]), on_shutdown="end", background=BackgroundTask(note))
+    recorder = Recorder()
+    async with anyio.create_task_group() as group:
+        group.start_soon(response, http_scope(), recorder.receive, recorder.send)
+        await started(recorder)
+        end_all_streams()
+    assert ran == ["background"]
