@@ -17,24 +17,64 @@ Example::
 
 from __future__ import annotations
 
+import importlib as _importlib
+import typing as _typing
+
+from ._broker import EventBroker, SubscriberTooSlow, Subscription
+from ._csv import CSVResponse
 from ._exceptions import ContentLengthError, ResponseStateError, StreamError, StreamShutdown, StreamTimeout
 from ._framing import Framing
+from ._jsonlines import JSONLinesResponse
 from ._outcome import Outcome, StreamOutcome
 from ._shutdown import ShutdownPolicy, end_all_streams
+from ._sse import EventSourceResponse, ServerSentEvent, last_event_id
 from ._streaming import StreamingResponse
 
+if _typing.TYPE_CHECKING:
+    from ._templates import StreamingTemplateResponse, StreamingTemplates
+
 __all__ = (
+    "CSVResponse",
     "ContentLengthError",
+    "EventBroker",
+    "EventSourceResponse",
     "Framing",
+    "JSONLinesResponse",
     "Outcome",
     "ResponseStateError",
+    "ServerSentEvent",
     "ShutdownPolicy",
     "StreamError",
     "StreamOutcome",
     "StreamShutdown",
     "StreamTimeout",
     "StreamingResponse",
+    "StreamingTemplateResponse",
+    "StreamingTemplates",
+    "SubscriberTooSlow",
+    "Subscription",
     "end_all_streams",
+    "last_event_id",
 )
 
 __version__ = "0.1.0"
+
+#: Public names whose module needs an optional dependency, imported on first use (PEP 562), so
+#: that ``import streaming_responses`` works without it.
+_LAZY = {
+    "StreamingTemplateResponse": "._templates",
+    "StreamingTemplates": "._templates",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
