@@ -23,6 +23,7 @@ import typing as _typing
 from ._broker import EventBroker, SubscriberTooSlow, Subscription
 from ._csv import CSVResponse
 from ._exceptions import ContentLengthError, ResponseStateError, StreamError, StreamShutdown, StreamTimeout
+from ._files import FileChangedError, FileResponse, FileResponseError
 from ._framing import Framing
 from ._jsonlines import JSONLinesResponse
 from ._outcome import Outcome, StreamOutcome
@@ -38,6 +39,9 @@ __all__ = (
     "ContentLengthError",
     "EventBroker",
     "EventSourceResponse",
+    "FileChangedError",
+    "FileResponse",
+    "FileResponseError",
     "Framing",
     "JSONLinesResponse",
     "Outcome",
