@@ -372,3 +372,15 @@ async def test_the_async_producer_hands_over_the_tail() -> None:
 
     producer = AsyncBatchProducer(rows(), CSVEncoder(), batch_size=1)
     assert producer.stopped is False
+
+
+@pytest.mark.anyio
+async def test_a_fast_async_source_is_cut_into_large_batches_and_any_sequence_is_a_row() -> None:
+    async def rows() -> AsyncIterator[Any]:
+        for n in range(30_000):
+            yield range(n, n + 3)
+
+    async with StreamingTestClient(app_with(lambda: CSVResponse(rows()))).stream("GET", "/") as response:
+        body = await response.read()
+    assert body == b"".join(b"%d,%d,%d\r\n" % (n, n + 1, n + 2) for n in range(30_000))
+    assert len(response.messages) < 30

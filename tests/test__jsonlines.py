@@ -182,3 +182,15 @@ async def test_fastapi_generator_path_operations_with_dependency_and_background(
     assert json.loads((await client.get("/sync")).body) == {"itemId": 1, "price": "2"}
     schema = (await client.get("/openapi.json")).json()
     assert "application/jsonl" in schema["paths"]["/items"]["get"]["responses"]["200"]["content"]
+
+
+def test_a_missing_encoder_is_named_with_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "orjson", None)
+    monkeypatch.setitem(sys.modules, "pydantic_core", None)
+    with pytest.raises(ImportError, match=r"streaming-responses\[orjson\]"):
+        pick_dumps("orjson")
+    with pytest.raises(ImportError, match=r"streaming-responses\[pydantic\]"):
+        pick_dumps("pydantic-core")
+    assert pick_dumps()[0] == "json"
