@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import benchmarks.__main__
-from benchmarks import _payload
+from benchmarks import _payload, _suites
 from benchmarks._cases import CASES, SIDES, Latency, Throughput
 from benchmarks._clients import BenchmarkError, ChunkedDecoder, curl, read_stamps
 from benchmarks._run import exit_status, render_table
@@ -53,8 +53,9 @@ def test_smoke_run_reports_every_case_with_verified_sizes_and_numeric_timings(
 ) -> None:
     assert smoke_report["mode"] == "smoke"
     assert smoke_report["rounds"] == 1
-    assert [case["name"] for case in smoke_report["cases"]] == [case.name for case in CASES]
-    for case, result in zip(CASES, smoke_report["cases"], strict=True):
+    core_results = smoke_report["cases"][: len(CASES)]
+    assert [case["name"] for case in core_results] == [case.name for case in CASES]
+    for case, result in zip(CASES, core_results, strict=True):
         assert result["error"] is None
         assert result["verified"] is True
         assert len(result["rounds"]) == 1
@@ -72,6 +73,20 @@ def test_smoke_run_reports_every_case_with_verified_sizes_and_numeric_timings(
                 else:
                     assert len(measured[side]["latency_ms"]) == case.smoke_chunks
                     assert all(_is_duration(ms) for ms in measured[side]["latency_ms"])
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_smoke_run_reports_every_suite_row_measured_and_unjudged(smoke_report: dict[str, Any]) -> None:
+    suite_results = smoke_report["cases"][len(CASES) :]
+    assert [result["name"] for result in suite_results] == _suites.row_names()
+    for result in suite_results:
+        assert result["error"] is None, result
+        assert result["verified"] is True, result
+        summary = result["summary"]
+        assert summary["passed"] is None  # smoke mode never judges targets
+        assert math.isfinite(summary["ours"]), result
+        assert summary["unit"]
 
 
 @pytest.mark.e2e
@@ -111,7 +126,9 @@ def test_a_wrong_size_or_status_is_an_error_not_a_number_and_the_server_is_stopp
 def test_command_line_picks_cases_rounds_and_output(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[dict[str, Any]] = []
 
-    def fake_run(cases: list[Any], *, rounds: int, smoke: bool, output: Path) -> int:
+    def fake_run(
+        cases: list[Any], *, rounds: int, smoke: bool, output: Path, only: frozenset[str] | None = None
+    ) -> int:
         names = [case.name for case in cases]
         calls.append({"cases": names, "rounds": rounds, "smoke": smoke, "output": output})
         return 0
