@@ -32,7 +32,7 @@ from ._sse import EventSourceResponse, ServerSentEvent, last_event_id
 from ._streaming import StreamingResponse
 
 if _typing.TYPE_CHECKING:
-    from ._templates import StreamingTemplateResponse, StreamingTemplates
+    from ._templates import StreamingTemplateResponse, StreamingTemplates  # pragma: no cover
 
 __all__ = (
     "CSVResponse",

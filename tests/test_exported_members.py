@@ -9,7 +9,7 @@ def test_all_is_a_sorted_tuple_of_exactly_the_public_names() -> None:
     assert list(streaming_responses.__all__) == sorted(streaming_responses.__all__)
     public = {
         name
-        for name in vars(streaming_responses)
+        for name in dir(streaming_responses)
         if not name.startswith("_")
         and name != "annotations"
         and name != "testing"

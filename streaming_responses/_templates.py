@@ -1,0 +1,404 @@
+"""Streamed Jinja templates: ``StreamingTemplates`` and ``StreamingTemplateResponse``.
+
+This module owns how a Jinja template is rendered into the core's chunk queue: when rendered
+text is held back, when it is handed over, and when the renderer steps aside so the core can send
+it (the *flush rules*, below). It never calls ASGI ``send`` or ``receive``; the chunk pump does.
+
+The rule that keeps it simple: the page has two phases. Until the first *flush point* the
+rendered text stays in this module, so any error still becomes a real error response through the
+application's exception handlers. After it, every fragment goes straight to the core, which joins
+what is already queued into one message and sends it whenever the template waits for data.
+
+Flush points, the first of which ends the first phase:
+
+* the fragment that contains ``</head>`` (the first one only, found case-insensitively);
+* ``{{ flush() }}`` in the template;
+* ``message_bytes`` (64 KiB) of rendered text still held back.
+
+At the first two the renderer also yields to the event loop until the core has taken everything
+rendered so far, so the bytes leave before the rest of the page (however CPU-bound) renders.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
+from os import PathLike
+from typing import Any, ClassVar
+
+import anyio.lowlevel
+
+try:
+    import jinja2
+except ModuleNotFoundError as exc:  # pragma: no cover - the dev environment has jinja2
+    raise ModuleNotFoundError(
+        "StreamingTemplates needs Jinja2: pip install 'streaming-responses[jinja2]'"
+    ) from exc
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.templating import Jinja2Templates
+
+from ._core import OutcomeCallback, PumpSettings
+from ._producers import ChunkQueue, Producer
+from ._shutdown import ShutdownPolicy
+from ._streaming import StreamingResponse
+
+#: The end of the document head: the first flush point of a full page.
+_HEAD_END = re.compile(r"</head\s*>", re.IGNORECASE)
+#: Event-loop turns a flush waits for the core to take what is queued. Two are enough before
+#: the response start (the core looks once more before it starts) and one after it; a core
+#: still busy sending to a slow client after that is not waited for.
+FLUSH_TURNS = 4
+#: The comment written before the abort when ``error_comment=True``.
+DEFAULT_ERROR_COMMENT = "streaming_responses: rendering failed, this page is incomplete"
+
+#: The template producer of the render running in the current task (read by ``flush()``).
+_RENDERING: contextvars.ContextVar[TemplateProducer] = contextvars.ContextVar("streaming_responses_render")
+
+
+def error_comment_chunk(value: bool | str) -> bytes | None:
+    """The bytes written before an abort for ``error_comment=``, or ``None`` when it is off.
+
+    ``True`` gives a fixed comment; a string is the comment's text, which must be a valid HTML
+    comment text (WHATWG HTML §13.1.6: no ``<!--``, ``-->`` or ``--!>``). The exception itself is
+    never written into the page.
+
+    >>> error_comment_chunk(False) is None, error_comment_chunk("failed")
+    (True, b'\\n<!-- failed -->\\n')
+    """
+    if value is False:
+        return None
+    if value is True:
+        value = DEFAULT_ERROR_COMMENT
+    elif not isinstance(value, str):
+        raise TypeError(f"error_comment must be a bool or a str, not {type(value).__name__}")
+    for forbidden in ("<!--", "-->", "--!>"):
+        if forbidden in value:
+            raise ValueError(f"error_comment must not contain {forbidden!r}: it would end the comment early")
+    return f"\n<!-- {value} -->\n".encode()
+
+
+def _open_async_iterators(context: Mapping[str, Any]) -> list[Any]:
+    """The values of ``context`` the response closes when it ends: async iterators with aclose()."""
+    return [
+        value
+        for value in context.values()
+        if inspect.isasyncgen(value) or (isinstance(value, AsyncIterator) and hasattr(value, "aclose"))
+    ]
+
+
+class TemplateProducer(Producer):
+    """Renders one template into the core's queue by the flush rules of this module.
+
+    ``render`` is the template's ``generate_async()`` generator and ``context`` the mapping it
+    renders; when the response ends, the render is closed, then every async generator (or async
+    iterator with ``aclose()``) among the context's values, then every coroutine there (an
+    awaitable the template never reached is closed instead of left un-awaited).
+    """
+
+    #: Look for ``</head>`` and flush at it (subclasses may turn it off).
+    flush_at_head: ClassVar[bool] = True
+
+    def __init__(
+        self, render: AsyncGenerator[str, object], context: Mapping[str, Any], head_bytes: int
+    ) -> None:
+        self._render = render
+        self._context = context
+        self._head_bytes = head_bytes
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._committed = False
+        self._queue: ChunkQueue | None = None
+
+    async def run(self, queue: ChunkQueue) -> None:
+        self._queue = queue
+        token = _RENDERING.set(self)
+        try:
+            if await self._hold_back(queue):
+                await self._stream(queue)
+        finally:
+            _RENDERING.reset(token)
+
+    async def _hold_back(self, queue: ChunkQueue) -> bool:
+        """First phase: keep the text here until a flush point; return whether more may follow."""
+        pending = self._pending
+        head = _HEAD_END if self.flush_at_head else None
+        async for fragment in self._render:
+            if self._committed:  # flush() ran while this fragment was rendered
+                self._pending.append(fragment)
+                self._put_pending(queue)
+                return True
+            pending.append(fragment)
+            self._pending_size += len(fragment)
+            if head is not None and head.search(fragment) is not None:
+                await self.flush()
+                return True
+            if self._pending_size >= self._head_bytes:
+                self._committed = True
+                self._put_pending(queue)
+                if queue.full():
+                    await queue.wait_for_space()
+                return True
+        # The whole page rendered before any flush point: the core frames it with its length.
+        self._committed = True
+        self._put_pending(queue)
+        return False
+
+    async def _stream(self, queue: ChunkQueue) -> None:
+        """Second phase: every fragment goes to the core as soon as it is rendered."""
+        # The core's own hot loop (ChunkQueue.put inlined, `produced` in a local between awaits:
+        # the consumer reads it only while this task waits for space, which writes it back).
+        append = queue.items.append
+        charset = queue.charset
+        bound = queue.bound
+        produced = queue.produced
+        limit = queue.taken + bound
+        async for fragment in self._render:
+            if not fragment:
+                continue
+            chunk = fragment.encode(charset)
+            append(chunk)
+            produced += len(chunk)
+            if queue.consumer_waiting:
+                queue.wake_consumer()
+            if produced >= limit:
+                limit = queue.taken + bound
+                if produced >= limit:
+                    queue.produced = produced
+                    await queue.wait_for_space()
+                    limit = queue.taken + bound
+        queue.produced = produced
+
+    def _put_pending(self, queue: ChunkQueue) -> None:
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        if text:
+            queue.put(text)
+
+    async def flush(self) -> None:
+        """Hand everything rendered so far to the core and let it send before rendering goes on."""
+        queue = self._queue
+        assert queue is not None, "flush() runs only inside run()"
+        self._committed = True
+        self._put_pending(queue)
+        for _ in range(FLUSH_TURNS):
+            if not queue.items:
+                break
+            await anyio.lowlevel.checkpoint()
+        if queue.full():
+            await queue.wait_for_space()
+
+    async def close(self) -> None:
+        problem: BaseException | None = None
+        try:
+            await self._render.aclose()
+        except Exception as exc:
+            problem = exc
+        # Jinja does not close the async iterator of a `{% for %}` it left early, and a value the
+        # template never reached was never started: close both here, so their `finally` runs now.
+        for iterator in _open_async_iterators(self._context):
+            try:
+                await iterator.aclose()
+            except Exception as exc:
+                problem = problem or exc
+        for value in self._context.values():
+            if inspect.iscoroutine(value):
+                value.close()
+        if problem is not None:
+            raise problem
+
+
+async def flush() -> str:
+    """The template global ``flush()``: ``{{ flush() }}`` sends what is rendered so far.
+
+    Outside a streamed render (``render_async()``, for example) it does nothing. It renders as
+    an empty string.
+    """
+    producer = _RENDERING.get(None)
+    if producer is not None:
+        await producer.flush()
+    return ""
+
+
+async def await_filter(value: Any) -> Any:
+    """The template filter ``await``: ``{{ user|await }}`` renders the result of an awaitable.
+
+    Jinja's async mode awaits the results of calls and attribute lookups, not plain variables;
+    this filter awaits one explicitly. Anything that is not awaitable passes through unchanged.
+    """
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class StreamingTemplateResponse(StreamingResponse):
+    """A page streamed from a Jinja template while it renders, through the chunk pump.
+
+    Usually made by :meth:`StreamingTemplates.stream`. ``template`` must come from an
+    environment created with ``enable_async=True``; it is rendered with ``generate_async()``,
+    so ``context`` may hold async iterables and awaitables. The two are kept as the attributes
+    ``template`` and ``context``, as Starlette's template response does.
+
+    Example::
+
+        template = templates.get_template("report.html")
+        return StreamingTemplateResponse(template, {"request": request, "rows": fetch_rows()})
+
+    ``error_comment``: when rendering fails after the first flush, write an HTML comment
+    (``True`` for the default text, or a text of your own) before the connection is aborted or
+    the failure is reported in trailers. Off by default. The other keyword arguments are
+    :class:`~streaming_responses.StreamingResponse`'s.
+    """
+
+    media_type = "text/html"
+
+    def __init__(
+        self,
+        template: jinja2.Template,
+        context: Mapping[str, Any],
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+        *,
+        error_comment: bool | str = False,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        on_outcome: OutcomeCallback | None = None,
+        on_shutdown: ShutdownPolicy | str = ShutdownPolicy.WAIT,
+    ) -> None:
+        if not isinstance(template, jinja2.Template):
+            raise TypeError(f"template must be a jinja2.Template, not {type(template).__name__}")
+        if not template.environment.is_async:
+            raise ValueError(
+                "the template's environment must be created with enable_async=True to be streamed"
+            )
+        if not isinstance(context, Mapping):
+            raise TypeError(f"context must be a mapping, not {type(context).__name__}")
+        self.template = template
+        self.context = context
+        self.error_comment = error_comment_chunk(error_comment)
+        render = template.generate_async(context)
+        super().__init__(
+            render,
+            status_code,
+            headers,
+            media_type,
+            background,
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+            on_outcome=on_outcome,
+            on_shutdown=on_shutdown,
+        )
+        self.producer = TemplateProducer(render, context, head_bytes=self.message_bytes)
+
+    def pump_settings(self) -> PumpSettings:
+        """The core's settings, with the error comment as the ``error_chunk`` when it is on."""
+        settings = super().pump_settings()
+        comment = self.error_comment
+        if comment is None:
+            return settings
+        return replace(settings, error_chunk=lambda _error: comment)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} status_code={self.status_code} template={self.template.name!r}>"
+
+
+class StreamingTemplates(Jinja2Templates):
+    """Starlette's ``Jinja2Templates`` with an async environment and a streaming ``stream()``.
+
+    Pass ``directory`` (one or more template folders) or ``env``, a ``jinja2.Environment``
+    created with ``enable_async=True``. With ``directory``, autoescaping is on for ``.html``,
+    ``.htm`` and ``.xml`` templates (``jinja2.select_autoescape()``, as Starlette does). The
+    environment gets the globals ``url_for`` (Starlette's) and ``flush``, and the filter
+    ``await``; names you already defined there are kept. ``TemplateResponse`` is inherited but
+    cannot render with an async environment inside a running event loop: use :meth:`stream`.
+
+    Example::
+
+        templates = StreamingTemplates(directory="templates")
+
+        async def report(request):
+            return templates.stream(request, "report.html", {"rows": fetch_rows()})
+
+    ``error_comment`` is passed to every :class:`StreamingTemplateResponse` this object makes.
+    """
+
+    def __init__(
+        self,
+        directory: str | PathLike[str] | Sequence[str | PathLike[str]] | None = None,
+        *,
+        context_processors: list[Callable[[Request], dict[str, Any]]] | None = None,
+        env: jinja2.Environment | None = None,
+        error_comment: bool | str = False,
+    ) -> None:
+        if (directory is None) == (env is None):
+            raise TypeError("pass either directory= or env= to StreamingTemplates, not both or neither")
+        if directory is not None:
+            env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(directory),
+                autoescape=jinja2.select_autoescape(),
+                enable_async=True,
+            )
+        elif not isinstance(env, jinja2.Environment):
+            raise TypeError(f"env must be a jinja2.Environment, not {type(env).__name__}")
+        elif not env.is_async:
+            raise ValueError(
+                "env must be created with enable_async=True: StreamingTemplates renders with "
+                "generate_async() (keep a separate environment for Jinja2Templates)"
+            )
+        error_comment_chunk(error_comment)  # refuse a bad value now, not at the first request
+        self.error_comment = error_comment
+        super().__init__(env=env, context_processors=context_processors)
+        env.globals.setdefault("flush", flush)
+        env.filters.setdefault("await", await_filter)
+
+    def stream(
+        self,
+        request: Request,
+        name: str,
+        context: Mapping[str, Any] | None = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+        *,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        on_outcome: OutcomeCallback | None = None,
+        on_shutdown: ShutdownPolicy | str = ShutdownPolicy.WAIT,
+    ) -> StreamingTemplateResponse:
+        """Stream the template ``name`` rendered with ``context`` as the response to ``request``.
+
+        The context gets ``request`` (unless it has one) and what each context processor
+        returns, as with ``TemplateResponse``; the given mapping itself is not changed. A
+        template that does not exist raises ``jinja2.TemplateNotFound`` here, in the endpoint.
+
+        Example::
+
+            return templates.stream(request, "items.html", {"items": stream_items()})
+        """
+        if context is not None and not isinstance(context, Mapping):
+            raise TypeError(f"context must be a mapping or None, not {type(context).__name__}")
+        merged = dict(context or {})
+        merged.setdefault("request", request)
+        for processor in self.context_processors:
+            merged.update(processor(request))
+        template = self.get_template(name)
+        return StreamingTemplateResponse(
+            template,
+            merged,
+            status_code,
+            headers,
+            media_type,
+            background,
+            error_comment=self.error_comment,
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+            on_outcome=on_outcome,
+            on_shutdown=on_shutdown,
+        )

@@ -1,0 +1,612 @@
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import fastapi
+import jinja2
+import pytest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from streaming_responses import Framing, Outcome, StreamingTemplateResponse, StreamingTemplates, StreamOutcome
+from streaming_responses._templates import TemplateProducer, error_comment_chunk
+from streaming_responses.testing import StreamAborted, StreamingTestClient, TestResponse
+
+pytestmark = pytest.mark.anyio
+
+TEMPLATES = Path(__file__).parent / "templates"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def templates(**options: Any) -> StreamingTemplates:
+    return StreamingTemplates(directory=TEMPLATES, **options)
+
+
+def async_env() -> jinja2.Environment:
+    """An async environment with this library's globals and filters (``flush``, ``await``)."""
+    return StreamingTemplates(env=jinja2.Environment(enable_async=True)).env
+
+
+def app_with(endpoint: Endpoint, **options: Any) -> Starlette:
+    async def other(request: Request) -> Response:
+        return PlainTextResponse("other")
+
+    routes = [
+        Route("/", endpoint),
+        Route("/items/{item_id:int}", other, name="item"),
+        Route("/static/{path:path}", other, name="static"),
+    ]
+    return Starlette(routes=routes, **options)
+
+
+def page(
+    context: Mapping[str, Any], name: str = "page.html", **options: Any
+) -> tuple[Starlette, StreamingTemplates]:
+    engine = templates(**options)
+
+    async def endpoint(request: Request) -> Response:
+        return engine.stream(request, name, context)
+
+    return app_with(endpoint), engine
+
+
+class Gate:
+    """An async generator of rows that waits for the test before each row, and records its end."""
+
+    def __init__(self, rows: list[str]) -> None:
+        self.rows = rows
+        self.opened = anyio.Event()
+        self.finished = anyio.Event()
+        self.started = False
+
+    async def __call__(self) -> AsyncIterator[str]:
+        self.started = True
+        try:
+            await self.opened.wait()
+            for row in self.rows:
+                yield row
+        finally:
+            self.finished.set()
+
+
+# -- the head goes out before the body's data exists ----------------------------------------
+
+
+async def test_the_head_is_sent_before_a_slow_async_iterable_yields_anything() -> None:
+    gate = Gate(["one", "two"])
+    app, _ = page({"title": "Rows", "rows": gate()})
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/html; charset=utf-8"
+        chunks = response.iter_bytes()
+        head = await anext(chunks)
+        assert b"</head>" in head
+        assert b"<li>" not in head
+        assert not gate.finished.is_set()
+        gate.opened.set()
+        rest = b"".join([chunk async for chunk in chunks])
+    assert rest.count(b"<li>") == 2
+    assert rest.endswith(b"</html>")
+    assert response.framing is Framing.CHUNKED
+
+
+async def test_the_head_is_its_own_message_even_when_the_body_renders_without_waiting() -> None:
+    rows = [f"row {n}" for n in range(5_000)]
+    app, _ = page({"title": "Many", "rows": rows})
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        chunks = response.iter_bytes()
+        head = await anext(chunks)
+        body = head + b"".join([chunk async for chunk in chunks])
+    assert b"</head>" in head
+    assert b"row 0" not in head
+    assert body.count(b"<li>") == 5_000
+
+
+async def test_rows_go_out_as_the_async_iterable_yields_them() -> None:
+    sent = anyio.Event()
+    received: list[bytes] = []
+
+    async def rows() -> AsyncIterator[str]:
+        yield "first"
+        await sent.wait()
+        yield "second"
+
+    app, _ = page({"title": "T", "rows": rows()})
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        chunks = response.iter_bytes()
+        while b"first" not in b"".join(received):
+            received.append(await anext(chunks))
+        assert b"second" not in b"".join(received)
+        sent.set()
+        received.extend([chunk async for chunk in chunks])
+    assert b"second" in b"".join(received)
+
+
+async def test_a_small_page_without_a_flush_point_is_sent_whole_with_its_length() -> None:
+    app, _ = page({"text": "a < b"}, name="plain.txt")
+    response = await StreamingTestClient(app).get("/")
+    assert response.framing is Framing.CONTENT_LENGTH
+    assert response.text == "a < b"
+
+
+async def test_text_without_a_flush_point_is_sent_once_it_reaches_the_byte_threshold() -> None:
+    class Small(StreamingTemplateResponse):
+        message_bytes = 1024
+
+    env = jinja2.Environment(enable_async=True)
+    template = env.from_string("{% for row in rows %}{{ row }}{% endfor %}")
+    gate = Gate(["x" * 600] * 4)
+    gate.opened.set()
+    waiting = anyio.Event()
+
+    async def rows() -> AsyncIterator[str]:
+        async for row in gate():
+            yield row
+        await waiting.wait()
+        yield "end"
+
+    async def endpoint(request: Request) -> Response:
+        return Small(template, {"rows": rows()})
+
+    async with StreamingTestClient(app_with(endpoint)).stream("GET", "/") as response:
+        chunks = response.iter_bytes()
+        first = await anext(chunks)
+        assert len(first) >= 1024
+        assert not first.endswith(b"end")
+        waiting.set()
+        rest = b"".join([chunk async for chunk in chunks])
+    assert (first + rest).endswith(b"end")
+    assert len(first + rest) == 2403
+
+
+async def test_flush_in_the_template_sends_what_is_rendered_so_far() -> None:
+    gate = Gate(["a", "b"])
+    app, _ = page({"greeting": "hello", "rows": gate()}, name="partial.html")
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        chunks = response.iter_bytes()
+        first = await anext(chunks)
+        assert first == b"<p>hello</p>"
+        gate.opened.set()
+        rest = b"".join([chunk async for chunk in chunks])
+    assert rest == b"\n<p>a</p>\n<p>b</p>\n"
+
+
+async def test_flush_does_nothing_outside_a_streamed_render() -> None:
+    engine = templates()
+    template = engine.get_template("partial.html")
+    text = await template.render_async(greeting="hi", rows=["x"])
+    assert text == "<p>hi</p>\n<p>x</p>\n"
+
+
+async def test_an_end_of_head_in_capitals_is_a_flush_point_and_can_be_turned_off() -> None:
+    env = jinja2.Environment(enable_async=True)
+    source = "<HTML><HEAD></HEAD >{% for row in rows %}{{ row }}{% endfor %}"
+    gate = Gate(["a"])
+
+    class NoHead(TemplateProducer):
+        flush_at_head = False
+
+    async def endpoint(request: Request) -> Response:
+        return StreamingTemplateResponse(env.from_string(source), {"rows": gate()})
+
+    async with StreamingTestClient(app_with(endpoint)).stream("GET", "/") as response:
+        assert await anext(response.iter_bytes()) == b"<HTML><HEAD></HEAD >"
+        gate.opened.set()
+        assert await response.read() == b"<HTML><HEAD></HEAD >a"
+
+    async def no_head(request: Request) -> Response:
+        response = StreamingTemplateResponse(env.from_string(source), {"rows": ["a"]})
+        response.producer = NoHead(response.template.generate_async(response.context), response.context, 64)
+        return response
+
+    whole = await StreamingTestClient(app_with(no_head)).get("/")
+    assert whole.framing is Framing.CONTENT_LENGTH
+
+
+# -- what the template sees ----------------------------------------------------------------
+
+
+async def test_html_templates_are_autoescaped_and_text_templates_are_not() -> None:
+    app, _ = page({"title": "<script>", "rows": ["a & b"]})
+    html = await StreamingTestClient(app).get("/")
+    assert "<title>&lt;script&gt;</title>" in html.text
+    assert "<li>a &amp; b</li>" in html.text
+    text_app, _ = page({"text": "<b>"}, name="plain.txt")
+    assert (await StreamingTestClient(text_app).get("/")).text == "<b>"
+
+
+async def test_url_for_builds_urls_of_the_apps_named_routes() -> None:
+    env = jinja2.Environment(enable_async=True)
+    env.loader = jinja2.DictLoader({"link.html": "{{ url_for('item', item_id=7) }}"})
+    engine = StreamingTemplates(env=env)
+
+    async def endpoint(request: Request) -> Response:
+        return engine.stream(request, "link.html")
+
+    response = await StreamingTestClient(app_with(endpoint)).get("/")
+    assert response.text == "http://testserver/items/7"
+
+
+async def test_the_context_gets_the_request_and_what_context_processors_return() -> None:
+    def site(request: Request) -> dict[str, Any]:
+        return {"site": f"site of {request.url.path}"}
+
+    engine = templates(context_processors=[site])
+    given = {"user": _user("Ada")}
+
+    async def endpoint(request: Request) -> Response:
+        response = engine.stream(request, "user.html", given)
+        assert response.context["request"] is request
+        assert response.template.name == "user.html"
+        return response
+
+    response = await StreamingTestClient(app_with(endpoint)).get("/")
+    assert "<title>Ada</title>" in response.text
+    assert "&lt;i&gt;bio&lt;/i&gt; site of /" in response.text
+    assert set(given) == {"user"}
+
+
+async def _user(name: str) -> dict[str, str]:
+    await anyio.lowlevel.checkpoint()
+    return {"name": name, "bio": "<i>bio</i>"}
+
+
+async def test_the_await_filter_passes_values_that_are_not_awaitable_through() -> None:
+    app, _ = page({"user": {"name": "Grace", "bio": ""}, "site": "s"}, name="user.html")
+    assert "<title>Grace</title>" in (await StreamingTestClient(app).get("/")).text
+
+
+async def test_a_users_own_flush_global_and_await_filter_are_kept() -> None:
+    env = jinja2.Environment(enable_async=True)
+    env.globals["flush"] = "mine"
+    env.filters["await"] = str.upper
+    StreamingTemplates(env=env)
+    assert env.globals["flush"] == "mine"
+    assert env.filters["await"] is str.upper
+    assert "url_for" in env.globals
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+async def test_a_missing_template_raises_in_the_endpoint_and_is_a_500() -> None:
+    engine = templates()
+
+    async def endpoint(request: Request) -> Response:
+        return engine.stream(request, "missing.html")
+
+    client = StreamingTestClient(app_with(endpoint), raise_app_exceptions=False)
+    response = await client.get("/")
+    assert response.status_code == 500
+    assert isinstance(response.app_exception, jinja2.TemplateNotFound)
+
+
+async def test_an_error_in_the_head_is_a_500_through_the_exception_handlers() -> None:
+    async def broken() -> dict[str, str]:
+        raise ValueError("no user")
+
+    app, _ = page({"user": broken(), "site": "s"}, name="user.html")
+    response = await StreamingTestClient(app, raise_app_exceptions=False).get("/")
+    assert response.status_code == 500
+    assert response.text == "Internal Server Error"
+    assert isinstance(response.app_exception, ValueError)
+
+
+async def test_an_http_exception_before_the_first_flush_keeps_its_status() -> None:
+    async def missing() -> dict[str, str]:
+        raise HTTPException(404, "no such user")
+
+    app, _ = page({"user": missing(), "site": "s"}, name="user.html")
+    response = await StreamingTestClient(app).get("/")
+    assert response.status_code == 404
+    assert response.text == "no such user"
+
+
+async def test_an_error_before_the_first_flush_reaches_the_apps_own_handler() -> None:
+    class Gone(Exception):
+        pass
+
+    async def gone() -> dict[str, str]:
+        raise Gone
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("gone", status_code=410)
+
+    engine = templates()
+
+    async def endpoint(request: Request) -> Response:
+        return engine.stream(request, "user.html", {"user": gone(), "site": "s"})
+
+    app = app_with(endpoint, exception_handlers={Gone: handler})
+    response = await StreamingTestClient(app).get("/")
+    assert (response.status_code, response.text) == (410, "gone")
+
+
+async def read_until_aborted(response: TestResponse) -> tuple[bytes, StreamAborted]:
+    """The body bytes received before the stream was aborted, and the abort."""
+    received: list[bytes] = []
+    chunks = response.iter_bytes()
+    while True:
+        try:
+            received.append(await anext(chunks))
+        except StreamAborted as aborted:
+            return b"".join(received), aborted
+
+
+async def failing_rows() -> AsyncIterator[str]:
+    yield "fine"
+    await anyio.sleep(0.01)
+    raise RuntimeError("the database went away")
+
+
+async def test_an_error_after_the_head_was_flushed_aborts_the_stream_on_http_1_1() -> None:
+    app, _ = page({"title": "T", "rows": failing_rows()})
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        assert response.status_code == 200
+        body, aborted = await read_until_aborted(response)
+    assert isinstance(aborted.__cause__, RuntimeError)
+    assert b"</head>" in body
+    assert b"<li>fine</li>" in body
+    assert b"<!--" not in body
+
+
+async def test_an_error_after_the_first_flush_is_reported_in_trailers_where_they_reach_the_client() -> None:
+    app, _ = page({"title": "T", "rows": failing_rows()})
+    response = await StreamingTestClient(app, http_version="2").get("/", headers={"te": "trailers"})
+    assert response.trailers is not None
+    assert response.trailers["stream-status"] == "error"
+    assert response.trailers["stream-error"] == "RuntimeError"
+    assert response.text.endswith("<li>fine</li>\n")
+
+
+async def test_an_error_after_flush_in_a_partial_aborts_the_stream() -> None:
+    app, _ = page({"greeting": "hi", "rows": failing_rows()}, name="partial.html")
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        assert response.status_code == 200
+        with pytest.raises(StreamAborted):
+            await response.read()
+
+
+async def test_the_error_comment_is_written_before_the_abort_when_asked_for() -> None:
+    app, _ = page({"title": "T", "rows": failing_rows()}, error_comment=True)
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        body, _ = await read_until_aborted(response)
+    comment = b"\n<!-- streaming_responses: rendering failed, this page is incomplete -->\n"
+    assert body.endswith(b"<li>fine</li>\n" + comment)
+    assert b"database" not in body
+
+
+async def test_a_custom_error_comment_goes_before_the_error_trailers() -> None:
+    app, _ = page({"title": "T", "rows": failing_rows()}, error_comment="page cut short")
+    response = await StreamingTestClient(app, http_version="2").get("/", headers={"te": "trailers"})
+    assert response.text.endswith("\n<!-- page cut short -->\n")
+    assert response.trailers is not None
+    assert response.trailers["stream-status"] == "error"
+
+
+async def test_the_error_comment_is_not_sent_for_an_error_before_the_first_flush() -> None:
+    async def broken() -> dict[str, str]:
+        raise ValueError("no user")
+
+    app, _ = page({"user": broken(), "site": "s"}, name="user.html", error_comment=True)
+    response = await StreamingTestClient(app, raise_app_exceptions=False).get("/")
+    assert response.status_code == 500
+    assert b"<!--" not in response.body
+
+
+def test_the_error_comment_is_a_valid_html_comment_or_refused() -> None:
+    assert error_comment_chunk(False) is None
+    assert error_comment_chunk(True) == (
+        b"\n<!-- streaming_responses: rendering failed, this page is incomplete -->\n"
+    )
+    assert error_comment_chunk("caf\u00e9 failed") == "\n<!-- caf\u00e9 failed -->\n".encode()
+    for bad in ("a --> b", "<!-- nested", "x --!> y"):
+        with pytest.raises(ValueError, match="must not contain"):
+            error_comment_chunk(bad)
+    with pytest.raises(TypeError, match="bool or a str, not bytes"):
+        error_comment_chunk(b"x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must not contain"):
+        templates(error_comment="-->")
+
+
+# -- disconnects and ends ---------------------------------------------------------------------
+
+
+async def test_a_disconnect_closes_the_async_iterables_of_the_context() -> None:
+    awaited = Gate(["never"])
+    parked_closed = anyio.Event()
+    never_started = Gate(["x"])
+
+    async def parked() -> AsyncIterator[str]:
+        try:
+            yield "a"
+            yield "b"
+        finally:
+            parked_closed.set()
+
+    async def slow_suffix() -> str:
+        await anyio.sleep(30)
+        return ""  # pragma: no cover
+
+    env = async_env()
+    source = (
+        "<head></head>{% for p in parked %}{{ p }}{% for w in awaited %}{{ w }}{% endfor %}{% endfor %}"
+        "{{ late|await }}{% for x in unused %}{{ x }}{% endfor %}"
+    )
+    late = slow_suffix()
+    context = {"parked": parked(), "awaited": awaited(), "late": late, "unused": never_started()}
+
+    async def endpoint(request: Request) -> Response:
+        return StreamingTemplateResponse(env.from_string(source), context)
+
+    async with StreamingTestClient(app_with(endpoint)).stream("GET", "/") as response:
+        chunks = response.iter_bytes()
+        received = b""
+        while b"a" not in received:
+            received += await anext(chunks)
+        await response.disconnect()
+    assert awaited.finished.is_set()
+    assert parked_closed.is_set()
+    assert not never_started.started
+    # The coroutine the template never reached was closed: no "never awaited" warning.
+    assert inspect.getcoroutinestate(late) == inspect.CORO_CLOSED
+
+
+async def test_a_head_request_runs_no_template_and_closes_the_context() -> None:
+    gate = Gate(["a"])
+    rows = gate()
+    app, _ = page({"title": "T", "rows": rows})
+    response = await StreamingTestClient(app).head("/")
+    assert response.status_code == 200
+    assert response.body == b""
+    assert not gate.started
+    with pytest.raises(StopAsyncIteration):
+        await anext(rows)
+
+
+async def test_closing_the_context_raises_the_first_problem_after_closing_everything(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    closed = anyio.Event()
+
+    async def bad() -> AsyncIterator[str]:
+        try:
+            yield "a"
+        finally:
+            raise OSError("cursor already closed")
+
+    async def good() -> AsyncIterator[str]:
+        try:
+            yield "b"
+        finally:
+            closed.set()
+
+    template = async_env().from_string("<head></head>{{ flag|await }}")
+    first, second = bad(), good()
+    await anext(first)
+    await anext(second)
+    producer = TemplateProducer(template.generate_async({}), {"bad": first, "good": second}, 1024)
+    with pytest.raises(OSError, match="cursor already closed"):
+        await producer.close()
+    assert closed.is_set()
+
+    gate = anyio.Event()
+
+    async def waits() -> str:
+        await gate.wait()
+        return ""  # pragma: no cover
+
+    third = bad()
+    await anext(third)
+
+    async def endpoint(request: Request) -> Response:
+        return StreamingTemplateResponse(template, {"flag": waits(), "bad": third})
+
+    caplog.set_level(logging.WARNING, "streaming_responses")
+    async with StreamingTestClient(app_with(endpoint)).stream("GET", "/") as response:
+        await anext(response.iter_bytes())
+        await response.disconnect()
+    assert "cursor already closed" in caplog.text
+
+
+# -- the response and its settings ------------------------------------------------------------
+
+
+async def test_status_headers_background_and_outcome_are_those_given() -> None:
+    outcomes: list[StreamOutcome] = []
+    ran: list[str] = []
+
+    async def task() -> None:
+        ran.append("background")
+
+    from starlette.background import BackgroundTask
+
+    engine = templates()
+
+    async def endpoint(request: Request) -> Response:
+        return engine.stream(
+            request,
+            "plain.txt",
+            {"text": "t"},
+            status_code=201,
+            headers={"x-page": "1"},
+            media_type="text/plain",
+            background=BackgroundTask(task),
+            timeout=10,
+            idle_timeout=5,
+            on_outcome=outcomes.append,
+            on_shutdown="abort",
+        )
+
+    response = await StreamingTestClient(app_with(endpoint)).get("/")
+    assert response.status_code == 201
+    assert response.headers["x-page"] == "1"
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert ran == ["background"]
+    assert [outcome.outcome for outcome in outcomes] == [Outcome.COMPLETE]
+
+
+def test_bad_arguments_are_refused_with_a_clear_error() -> None:
+    with pytest.raises(TypeError, match="either directory= or env="):
+        StreamingTemplates()
+    with pytest.raises(TypeError, match="either directory= or env="):
+        StreamingTemplates(TEMPLATES, env=jinja2.Environment(enable_async=True))
+    with pytest.raises(TypeError, match=r"env must be a jinja2\.Environment, not dict"):
+        StreamingTemplates(env={})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="enable_async=True"):
+        StreamingTemplates(env=jinja2.Environment())
+    with pytest.raises(ValueError, match="enable_async=True"):
+        StreamingTemplateResponse(jinja2.Environment().from_string("x"), {})
+    with pytest.raises(TypeError, match=r"jinja2\.Template, not str"):
+        StreamingTemplateResponse("page.html", {})  # type: ignore[arg-type]
+    template = jinja2.Environment(enable_async=True).from_string("x")
+    with pytest.raises(TypeError, match="context must be a mapping, not list"):
+        StreamingTemplateResponse(template, [])  # type: ignore[arg-type]
+    engine = templates()
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": []})
+    with pytest.raises(TypeError, match="context must be a mapping or None, not list"):
+        engine.stream(request, "plain.txt", [])  # type: ignore[arg-type]
+
+
+def test_the_response_shows_its_template() -> None:
+    template = templates().get_template("plain.txt")
+    response = StreamingTemplateResponse(template, {"text": "x"})
+    assert repr(response) == "<StreamingTemplateResponse status_code=200 template='plain.txt'>"
+    assert response.context == {"text": "x"}
+
+
+# -- FastAPI ----------------------------------------------------------------------------------
+
+
+async def test_a_fastapi_path_operation_returns_a_streamed_page() -> None:
+    app = fastapi.FastAPI()
+    engine = templates()
+    gate = Gate(["x", "y"])
+
+    @app.get("/", response_class=StreamingTemplateResponse)
+    async def index(request: Request) -> StreamingTemplateResponse:
+        return engine.stream(request, "page.html", {"title": "FastAPI", "rows": gate()})
+
+    @app.get("/static/{path:path}", name="static")
+    async def static(path: str) -> str:
+        return path  # pragma: no cover
+
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        chunks = response.iter_bytes()
+        head = await anext(chunks)
+        assert b"<title>FastAPI</title>" in head
+        assert b'href="http://testserver/static/site.css"' in head
+        gate.opened.set()
+        rest = b"".join([chunk async for chunk in chunks])
+    assert b"<li>x</li>" in rest
+    schema = await StreamingTestClient(app).get("/openapi.json")
+    assert schema.status_code == 200
