@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib as _importlib
 import typing as _typing
 
-from ._broker import EventBroker, SubscriberTooSlow, Subscription
+from ._broker import EventBroker, EventsLost, SubscriberTooSlow, Subscription
 from ._csv import CSVResponse
 from ._exceptions import ContentLengthError, ResponseStateError, StreamError, StreamShutdown, StreamTimeout
 from ._files import FileChangedError, FileResponse, FileResponseError
@@ -39,6 +39,7 @@ __all__ = (
     "ContentLengthError",
     "EventBroker",
     "EventSourceResponse",
+    "EventsLost",
     "FileChangedError",
     "FileResponse",
     "FileResponseError",

@@ -1,0 +1,416 @@
+"""Server-sent events: the encoder against a WHATWG parser, validation, and the response."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from streaming_responses import (
+    EventSourceResponse,
+    Outcome,
+    ServerSentEvent,
+    end_all_streams,
+    last_event_id,
+)
+from streaming_responses._sse import encode_event, encode_item, encode_items
+from streaming_responses.testing import StreamAborted, StreamingTestClient
+from tests.sse_parser import EventStreamParser, ParsedEvent, parse_stream
+
+# -- the event and its encoding --------------------------------------------------------------
+
+# Text a field may hold: anything but lone surrogates (not UTF-8 encodable).
+field_text = st.text(st.characters(exclude_categories=["Cs"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=field_text,
+    event=field_text.filter(lambda t: "\r" not in t and "\n" not in t and t != ""),
+    id=field_text.filter(lambda t: not set(t) & set("\r\n\0")),
+)
+def test_any_text_survives_the_round_trip_through_a_spec_parser(data: str, event: str, id: str) -> None:
+    wire = encode_event(ServerSentEvent(data, event=event, id=id))
+    parser = EventStreamParser()
+    events = parser.feed(wire)
+    expected_data = data.replace("\r\n", "\n").replace("\r", "\n")
+    # WHATWG 9.2.6: the last event ID is set from the id field, then the event is dispatched.
+    assert events == [ParsedEvent(type=event, data=expected_data, last_event_id=id)]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(field_text, max_size=20), st.integers(1, 64))
+def test_many_events_split_anywhere_parse_back_in_order(texts: list[str], cut: int) -> None:
+    wire = encode_items(texts)
+    parser = EventStreamParser()
+    parsed = []
+    for start in range(0, len(wire), cut):
+        parsed.extend(parser.feed(wire[start : start + cut]))
+    assert [event.data for event in parsed] == [t.replace("\r\n", "\n").replace("\r", "\n") for t in texts]
+
+
+def test_the_wire_format_uses_name_colon_space_value_and_one_data_line_per_line() -> None:
+    event = ServerSentEvent("a\r\nb\rc\nd", event="note", id="7", retry=1500, comment="hello")
+    assert (
+        event.encode() == b": hello\nevent: note\ndata: a\ndata: b\ndata: c\ndata: d\nid: 7\nretry: 1500\n\n"
+    )
+
+
+def test_an_empty_string_still_dispatches_an_empty_event() -> None:
+    assert encode_item("") == b"data: \n\n"
+    assert parse_stream(encode_item("")) == [ParsedEvent(type="message", data="", last_event_id="")]
+
+
+def test_a_comment_only_event_is_colon_lines_that_dispatch_nothing() -> None:
+    wire = ServerSentEvent(comment="keep\nalive").encode()
+    assert wire == b": keep\n: alive\n\n"
+    parser = EventStreamParser()
+    assert parser.feed(wire) == []
+    assert parser.comments == ["keep", "alive"]
+
+
+def test_retry_is_sent_as_digits_the_client_accepts() -> None:
+    parser = EventStreamParser()
+    parser.feed(ServerSentEvent(retry=250).encode())
+    assert parser.retry == 250
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"event": "a\nb"}, ValueError, "event must not contain '\\\\n'"),
+        ({"event": "a\rb"}, ValueError, "event must not contain '\\\\r'"),
+        ({"id": "1\n2"}, ValueError, "id must not contain '\\\\n'"),
+        ({"id": "1\x002"}, ValueError, "id must not contain '\\\\x00'"),
+        ({"retry": -1}, ValueError, "retry must be a non-negative"),
+        ({"retry": 1.5}, TypeError, "retry must be an int"),
+        ({"retry": True}, TypeError, "retry must be an int"),
+        ({"event": 3}, TypeError, "event must be a str or None"),
+    ],
+)
+def test_bad_fields_are_refused_when_the_event_is_built(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        ServerSentEvent("x", **kwargs)
+
+
+def test_an_event_is_immutable() -> None:
+    event = ServerSentEvent("x", id="1")
+    with pytest.raises(AttributeError):
+        event.id = "2"  # type: ignore[misc]
+    assert event == ServerSentEvent("x", id="1")
+    assert event.with_id("2") == ServerSentEvent("x", id="2")
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: float
+
+
+class Price(BaseModel):
+    symbol: str
+    value: float
+
+
+@pytest.mark.parametrize(
+    ("data", "wire"),
+    [
+        ({"a": [1, None, "é"]}, 'data: {"a":[1,null,"é"]}\n\n'),
+        ([1, 2], "data: [1,2]\n\n"),
+        (Point(1, 2.5), 'data: {"x":1,"y":2.5}\n\n'),
+        (Price(symbol="ACME", value=12.5), 'data: {"symbol":"ACME","value":12.5}\n\n'),
+        (42, "data: 42\n\n"),
+    ],
+)
+def test_data_that_is_not_a_str_is_sent_as_json(data: object, wire: str) -> None:
+    assert ServerSentEvent(data).encode() == wire.encode()
+    assert encode_item(data) == wire.encode()
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, {"x": [-math.inf]}])
+def test_nan_and_infinities_are_an_error_not_invalid_json(bad: object) -> None:
+    with pytest.raises(ValueError, match="NaN or an infinity"):
+        ServerSentEvent(bad)
+
+
+def test_an_object_json_cannot_represent_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        ServerSentEvent(object())
+
+
+def test_fastapi_events_keep_fastapis_meaning_of_their_fields() -> None:
+    from fastapi.sse import ServerSentEvent as FastAPIEvent
+
+    assert encode_item(FastAPIEvent(data="hi", id="3", event="e")) == b'event: e\ndata: "hi"\nid: 3\n\n'
+    assert encode_item(FastAPIEvent(raw_data="plain", retry=10)) == b"data: plain\nretry: 10\n\n"
+
+
+def test_last_event_id_reads_the_header_and_refuses_what_no_event_of_ours_can_carry() -> None:
+    def scope(value: bytes) -> dict[str, object]:
+        return {"type": "http", "headers": [(b"last-event-id", value)]}
+
+    assert last_event_id(scope(b"41")) == "41"
+    assert last_event_id(scope(" é9 ".encode())) == "é9"
+    assert last_event_id(scope(b"")) is None
+    assert last_event_id(scope(b"\xff")) is None
+    assert last_event_id({"type": "http", "headers": []}) is None
+
+
+# -- the response, in process ------------------------------------------------------------------
+
+
+def make_app(endpoint: object) -> Starlette:
+    return Starlette(routes=[Route("/events", endpoint, methods=["GET", "HEAD"])])  # type: ignore[arg-type]
+
+
+async def events_after(response_body: AsyncIterator[bytes], count: int) -> list[ParsedEvent]:
+    parser = EventStreamParser()
+    found: list[ParsedEvent] = []
+    async for chunk in response_body:
+        found.extend(parser.feed(chunk))
+        if len(found) >= count:
+            break
+    return found
+
+
+@pytest.mark.anyio
+async def test_headers_go_out_before_the_first_event_without_a_connection_header() -> None:
+    release = anyio.Event()
+
+    async def endpoint(request: Request) -> Response:
+        async def later() -> AsyncIterator[str]:
+            await release.wait()
+            yield "late"
+
+        return EventSourceResponse(later())
+
+    client = StreamingTestClient(make_app(endpoint))
+    async with client.stream("GET", "/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        assert "connection" not in response.headers
+        release.set()
+        assert await events_after(response.iter_bytes(), 1) == [ParsedEvent("message", "late", "")]
+
+
+def test_a_connection_header_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not set the 'Connection' header"):
+        EventSourceResponse(iter(()), headers={"Connection": "keep-alive"})
+
+
+@pytest.mark.anyio
+async def test_pings_fill_silences_and_stop_when_events_flow() -> None:
+    async def endpoint(request: Request) -> Response:
+        async def slow() -> AsyncIterator[ServerSentEvent]:
+            await anyio.sleep(0.25)
+            yield ServerSentEvent("done", id="1")
+
+        return EventSourceResponse(slow(), ping=0.05, ping_comment="still here")
+
+    client = StreamingTestClient(make_app(endpoint))
+    response = await client.get("/events")
+    parser = EventStreamParser()
+    assert parser.feed(response.body) == [ParsedEvent("message", "done", "1")]
+    assert 3 <= parser.comments.count("still here") <= 6
+
+
+@pytest.mark.anyio
+async def test_ping_none_sends_no_comments_and_does_not_spin() -> None:
+    async def endpoint(request: Request) -> Response:
+        async def slow() -> AsyncIterator[str]:
+            await anyio.sleep(0.2)
+            yield "x"
+
+        return EventSourceResponse(slow(), ping=None)
+
+    response = await StreamingTestClient(make_app(endpoint)).get("/events")
+    assert response.body == b":\n\ndata: x\n\n"
+    # One opening message, one event, the end: no busy loop sent anything in between.
+    assert len([m for m in response.messages if m["type"] == "http.response.body"]) <= 3
+
+
+@pytest.mark.anyio
+async def test_a_mid_stream_error_sends_a_generic_error_event_then_aborts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def endpoint(request: Request) -> Response:
+        async def failing() -> AsyncIterator[str]:
+            yield "one"
+            await anyio.sleep(0.01)
+            raise RuntimeError("secret database password")
+
+        return EventSourceResponse(failing())
+
+    client = StreamingTestClient(make_app(endpoint))
+    with caplog.at_level(logging.CRITICAL, logger="streaming_responses"):
+        async with client.stream("GET", "/events") as response:
+            received: list[bytes] = []
+
+            async def read_all() -> None:
+                async for chunk in response.iter_bytes():
+                    received.append(chunk)
+
+            with pytest.raises(StreamAborted):
+                await read_all()
+    body = b"".join(received)
+    events = parse_stream(body)
+    assert events == [ParsedEvent("message", "one", ""), ParsedEvent("error", "stream failed", "")]
+    assert b"secret" not in body
+
+
+@pytest.mark.anyio
+async def test_the_error_event_can_carry_what_the_app_chooses() -> None:
+    async def endpoint(request: Request) -> Response:
+        async def failing() -> AsyncIterator[str]:
+            yield "one"
+            await anyio.sleep(0.01)
+            raise KeyError("k")
+
+        return EventSourceResponse(
+            failing(), error_event=lambda exc: ServerSentEvent({"error": type(exc).__name__}, event="error")
+        )
+
+    client = StreamingTestClient(make_app(endpoint), http_version="2")
+    response = await client.get("/events", headers={"te": "trailers"})
+    assert parse_stream(response.body)[-1] == ParsedEvent("error", '{"error":"KeyError"}', "")
+    assert response.trailers is not None
+    assert response.trailers["stream-status"] == "error"
+
+
+@pytest.mark.anyio
+async def test_head_sends_the_headers_and_never_runs_the_generator() -> None:
+    ran: list[str] = []
+
+    async def endpoint(request: Request) -> Response:
+        async def gen() -> AsyncIterator[str]:
+            ran.append("ran")
+            yield "x"
+
+        return EventSourceResponse(gen())
+
+    response = await StreamingTestClient(make_app(endpoint)).request("HEAD", "/events")
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.body == b""
+    assert ran == []
+
+
+@pytest.mark.anyio
+async def test_sync_generators_and_lists_work_through_the_core() -> None:
+    def numbers() -> Iterator[ServerSentEvent]:
+        for n in range(500):
+            yield ServerSentEvent({"n": n}, id=str(n))
+
+    async def sync_endpoint(request: Request) -> Response:
+        return EventSourceResponse(numbers())
+
+    response = await StreamingTestClient(make_app(sync_endpoint)).get("/events")
+    events = parse_stream(response.body)
+    assert [e.data for e in events] == [f'{{"n":{n}}}' for n in range(500)]
+    assert events[-1].last_event_id == "499"
+
+    async def list_endpoint(request: Request) -> Response:
+        return EventSourceResponse(["a", ServerSentEvent("b", event="x")])
+
+    response = await StreamingTestClient(make_app(list_endpoint)).get("/events")
+    assert parse_stream(response.body) == [ParsedEvent("message", "a", ""), ParsedEvent("x", "b", "")]
+
+
+@pytest.mark.anyio
+async def test_a_disconnect_while_idle_closes_the_generator_at_once() -> None:
+    closed = anyio.Event()
+
+    async def endpoint(request: Request) -> Response:
+        async def idle() -> AsyncIterator[str]:
+            try:
+                yield "hello"
+                await anyio.sleep_forever()
+            finally:
+                closed.set()
+
+        return EventSourceResponse(idle())
+
+    client = StreamingTestClient(make_app(endpoint))
+    async with client.stream("GET", "/events") as response:
+        await events_after(response.iter_bytes(), 1)
+        with anyio.fail_after(0.1):
+            await response.disconnect()
+            await closed.wait()
+
+
+@pytest.mark.anyio
+async def test_end_all_streams_sends_the_shutdown_event_and_ends_the_body() -> None:
+    outcomes: list[Outcome] = []
+
+    async def endpoint(request: Request) -> Response:
+        async def endless() -> AsyncIterator[ServerSentEvent]:
+            n = 0
+            while True:
+                n += 1
+                yield ServerSentEvent(str(n), id=str(n))
+                await anyio.sleep(0.01)
+
+        return EventSourceResponse(
+            endless(),
+            shutdown_event=ServerSentEvent("bye", event="shutdown", retry=1000),
+            on_outcome=lambda outcome: outcomes.append(outcome.outcome),
+        )
+
+    client = StreamingTestClient(make_app(endpoint))
+    async with client.stream("GET", "/events") as response:
+        await events_after(response.iter_bytes(), 3)
+        assert end_all_streams() == 1
+        await response.read()
+        assert response.complete
+        events = parse_stream(response.body)
+    assert events[-1] == ParsedEvent("shutdown", "bye", events[-2].last_event_id)
+    assert outcomes == [Outcome.SHUTDOWN]
+
+
+@pytest.mark.anyio
+async def test_a_generator_reads_last_event_id_to_resume() -> None:
+    async def endpoint(request: Request) -> Response:
+        start = int(last_event_id(request) or 0)
+
+        async def numbers() -> AsyncIterator[ServerSentEvent]:
+            for n in range(start + 1, start + 4):
+                yield ServerSentEvent(str(n), id=str(n))
+
+        return EventSourceResponse(numbers())
+
+    response = await StreamingTestClient(make_app(endpoint)).get("/events", headers={"last-event-id": "41"})
+    assert [e.data for e in parse_stream(response.body)] == ["42", "43", "44"]
+
+
+@pytest.mark.anyio
+async def test_a_fastapi_generator_endpoint_uses_it_as_response_class() -> None:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/events", response_class=EventSourceResponse)
+    async def feed() -> AsyncIterator[dict[str, int]]:
+        for n in range(3):
+            yield {"n": n}
+
+    client = StreamingTestClient(app)
+    response = await client.get("/events")
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert [e.data for e in parse_stream(response.body)] == ['{"n":0}', '{"n":1}', '{"n":2}']
+    schema = (await client.get("/openapi.json")).json()
+    assert "text/event-stream" in schema["paths"]["/events"]["get"]["responses"]["200"]["content"]
