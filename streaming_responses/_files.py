@@ -610,6 +610,9 @@ class FileResponse(StreamingResponse):
             base = [(name, value) for name, value in base if name != b"content-encoding"]
             base.append((b"content-encoding", selected.encoding.encode("latin-1")))
         size = selected.size
+        if size is None or selected.base is None:
+            # RFC 9110 §14.3: a source that cannot seek, or of unknown length, serves no ranges.
+            base = [(name, b"none" if name == b"accept-ranges" else value) for name, value in base]
         whole: tuple[Segment, ...] = ((0, size),)
         if self.status_code != 200:
             # RFC 9110 §13.2.1: preconditions apply to what would be a 2xx; an error page or a
