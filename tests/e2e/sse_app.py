@@ -162,16 +162,23 @@ async def broker_stream(request: Request) -> Response:
     """Events published to the broker, replayed after ``Last-Event-ID``."""
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        async for event in BROKER.subscribe(last_event_id(request)):
-            yield event
+        async with BROKER.subscribe(last_event_id(request)) as subscription:
+            async for event in subscription:
+                yield event
 
     return EventSourceResponse(events())
 
 
 async def broker_publish(request: Request) -> Response:
-    body = (await request.body()).decode()
-    event = BROKER.publish(ServerSentEvent(body))
-    return JSONResponse({"id": event.id, "subscribers": BROKER.subscribers})
+    try:
+        body = (await request.body()).decode()
+    except Exception as exc:
+        return JSONResponse({"error": repr(exc)}, status_code=500)
+    try:
+        event = BROKER.publish(ServerSentEvent(body))
+    except Exception as exc:  # shown to the test, which fails with the reason
+        return JSONResponse({"error": repr(exc)}, status_code=500)
+    return JSONResponse({"id": event.id})
 
 
 async def state(request: Request) -> Response:
