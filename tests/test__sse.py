@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import decimal
+import enum
+import json
 import logging
 import math
+import pickle
+import threading
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
 import anyio
@@ -25,7 +34,14 @@ from streaming_responses import (
     end_all_streams,
     last_event_id,
 )
-from streaming_responses._sse import encode_event, encode_item, encode_items
+from streaming_responses._sse import (
+    _EncodingIterator,
+    _stdlib_json,
+    as_event,
+    encode_event,
+    encode_item,
+    encode_items,
+)
 from streaming_responses.testing import StreamAborted, StreamingTestClient
 from tests.sse_parser import EventStreamParser, ParsedEvent, parse_stream
 
@@ -414,3 +430,229 @@ async def test_a_fastapi_generator_endpoint_uses_it_as_response_class() -> None:
     assert [e.data for e in parse_stream(response.body)] == ['{"n":0}', '{"n":1}', '{"n":2}']
     schema = (await client.get("/openapi.json")).json()
     assert "text/event-stream" in schema["paths"]["/events"]["get"]["responses"]["200"]["content"]
+
+
+# -- less travelled paths -----------------------------------------------------------------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Name(str, enum.Enum):
+    ADA = "ada"
+
+
+def test_the_stdlib_json_path_encodes_what_fastapi_would() -> None:
+    value = {
+        "point": Point(1, 2.0),
+        "colour": Colour.RED,
+        "when": datetime.datetime(2024, 1, 2, 3, 4, 5),
+        "id": uuid.UUID(int=1),
+        "price": decimal.Decimal("1.50"),
+        "tags": {"a"},
+        "raw": b"bytes",
+        "path": PurePosixPath("/tmp"),
+        "model": Price(symbol="A", value=1.0),
+    }
+    assert json.loads(_stdlib_json(value)) == {
+        "point": {"x": 1, "y": 2.0},
+        "colour": "red",
+        "when": "2024-01-02T03:04:05",
+        "id": "00000000-0000-0000-0000-000000000001",
+        "price": "1.50",
+        "tags": ["a"],
+        "raw": "bytes",
+        "path": "/tmp",
+        "model": {"symbol": "A", "value": 1.0},
+    }
+    with pytest.raises(ValueError, match="NaN or an infinity"):
+        _stdlib_json([math.nan])
+    circular: list[object] = []
+    circular.append(circular)
+    with pytest.raises(ValueError, match="Circular"):
+        _stdlib_json(circular)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        _stdlib_json(object())
+
+
+def test_str_subclasses_are_sent_as_their_text_and_surrogates_are_refused() -> None:
+    assert ServerSentEvent(Name.ADA).encode() == b"data: ada\n\n"
+    assert ServerSentEvent(data_text := "x").data_text == data_text
+    with pytest.raises(ValueError, match="UTF-8"):
+        ServerSentEvent("\ud800")
+    with pytest.raises(ValueError, match="UTF-8"):
+        encode_item("\ud800")
+
+
+def test_events_compare_hash_print_and_pickle_by_their_fields() -> None:
+    event = ServerSentEvent("x", event="e", id="1", retry=5, comment="c")
+    assert (event.data, event.event, event.id, event.retry, event.comment) == ("x", "e", "1", 5, "c")
+    assert repr(event) == "ServerSentEvent(data='x', event='e', id='1', retry=5, comment='c')"
+    assert hash(event) == hash(ServerSentEvent("x", event="e", id="1", retry=5, comment="c"))
+    assert event != "x"
+    assert pickle.loads(pickle.dumps(event)) == event
+    assert ServerSentEvent().encode() == b"\n"
+    assert ServerSentEvent("x", id=Name.ADA).id == "ada"
+    with pytest.raises(ValueError, match="id must not contain"):
+        ServerSentEvent("x").with_id("a\nb")
+    assert ServerSentEvent("x", id="1").with_id(None).encode() == b"data: x\n\n"
+
+
+def test_encode_item_takes_bytes_as_they_are_and_refuses_other_events_in_encode_event() -> None:
+    assert encode_item(b"data: pre\n\n") == b"data: pre\n\n"
+    assert encode_item(memoryview(b"data: m\n\n")) == b"data: m\n\n"
+    assert encode_item("two\nlines") == b"data: two\ndata: lines\n\n"
+    with pytest.raises(TypeError, match="takes a ServerSentEvent"):
+        encode_event("x")  # type: ignore[arg-type]
+
+
+def test_a_fastapi_event_without_data_and_through_as_event() -> None:
+    from fastapi.sse import ServerSentEvent as FastAPIEvent
+
+    assert encode_item(FastAPIEvent(comment="only")) == b": only\n\n"
+    assert as_event(FastAPIEvent(data={"a": 1})) == ServerSentEvent('{"a":1}')
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"ping": 0}, ValueError, "ping must be a positive"),
+        ({"ping_comment": 1}, TypeError, "ping_comment must be a str"),
+        ({"send_timeout": "1"}, TypeError, "send_timeout must be a number"),
+        ({"error_event": "boom"}, TypeError, "error_event must be"),
+        ({"shutdown_event": "bye"}, TypeError, "shutdown_event must be"),
+        ({"on_shutdown": "later"}, ValueError, "on_shutdown must be one of"),
+        ({"headers": {"Transfer-Encoding": "chunked"}}, ValueError, "Transfer-Encoding"),
+    ],
+)
+def test_bad_response_arguments_are_refused_at_construction(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        EventSourceResponse(iter(()), **kwargs)
+
+
+def test_user_headers_win_over_the_defaults_and_a_late_connection_header_is_dropped() -> None:
+    response = EventSourceResponse(
+        iter(()), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "yes"}
+    )
+    response.headers["connection"] = "close"  # as FastAPI copies its Response parameter's headers
+    sent = dict(response.pump_settings().raw_headers)
+    assert sent[b"cache-control"] == b"no-store"
+    assert sent[b"x-accel-buffering"] == b"yes"
+    assert b"connection" not in sent
+
+
+@pytest.mark.anyio
+async def test_a_writer_callable_sends_events_one_call_at_a_time() -> None:
+    async def endpoint(request: Request) -> Response:
+        async def produce(send_event: Any) -> None:
+            await send_event(ServerSentEvent("a", id="1"))
+            await send_event({"b": 2})
+
+        return EventSourceResponse(produce)
+
+    response = await StreamingTestClient(make_app(endpoint)).get("/events")
+    assert parse_stream(response.body) == [
+        ParsedEvent("message", "a", "1"),
+        ParsedEvent("message", '{"b":2}', "1"),
+    ]
+
+
+@pytest.mark.anyio
+async def test_an_item_that_cannot_be_encoded_ends_the_stream_as_an_error() -> None:
+    async def endpoint(request: Request) -> Response:
+        async def bad() -> AsyncIterator[object]:
+            yield "fine"
+            yield math.nan
+
+        return EventSourceResponse(bad(), error_event=None)
+
+    client = StreamingTestClient(make_app(endpoint), raise_app_exceptions=False)
+    with pytest.raises(StreamAborted):
+        await client.get("/events")
+
+
+@pytest.mark.anyio
+async def test_an_error_event_callable_may_send_nothing() -> None:
+    async def endpoint(request: Request) -> Response:
+        async def failing() -> AsyncIterator[str]:
+            yield "one"
+            raise RuntimeError("x")
+
+        return EventSourceResponse(failing(), error_event=lambda exc: None)
+
+    client = StreamingTestClient(make_app(endpoint), http_version="2")
+    response = await client.get("/events", headers={"te": "trailers"})
+    assert parse_stream(response.body) == [ParsedEvent("message", "one", "")]
+
+
+@pytest.mark.anyio
+async def test_a_client_that_stops_reading_is_dropped_after_send_timeout() -> None:
+    closed = anyio.Event()
+    outcomes: list[Outcome] = []
+
+    async def endpoint(request: Request) -> Response:
+        async def flood() -> AsyncIterator[str]:
+            try:
+                while True:
+                    yield "x" * 1000
+            finally:
+                closed.set()
+
+        return EventSourceResponse(
+            flood(), send_timeout=0.1, on_outcome=lambda outcome: outcomes.append(outcome.outcome)
+        )
+
+    client = StreamingTestClient(make_app(endpoint), raise_app_exceptions=False)
+    async with client.stream("GET", "/events"):
+        with anyio.fail_after(3):
+            await closed.wait()  # the test never reads: the app's send() blocks, then gives up
+    assert outcomes == [Outcome.TIMEOUT]
+
+
+@pytest.mark.anyio
+async def test_a_sync_generator_is_closed_when_the_client_leaves() -> None:
+    closed = threading.Event()
+
+    def endless() -> Iterator[str]:
+        try:
+            while True:
+                yield "tick"
+                time.sleep(0.01)
+        finally:
+            closed.set()
+
+    async def endpoint(request: Request) -> Response:
+        return EventSourceResponse(endless())
+
+    client = StreamingTestClient(make_app(endpoint))
+    async with client.stream("GET", "/events") as response:
+        await events_after(response.iter_bytes(), 2)
+    with anyio.fail_after(3):
+        while not closed.is_set():
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_head_closes_an_iterator_that_was_never_started() -> None:
+    class Source:
+        closed = False
+
+        def __aiter__(self) -> Source:
+            return self
+
+        async def __anext__(self) -> str:
+            raise StopAsyncIteration  # pragma: no cover - HEAD never iterates
+
+        async def aclose(self) -> None:
+            Source.closed = True
+
+    async def endpoint(request: Request) -> Response:
+        return EventSourceResponse(Source())
+
+    await StreamingTestClient(make_app(endpoint)).request("HEAD", "/events")
+    assert Source.closed
+    never_started = _EncodingIterator(iter(["x"]))
+    never_started.close()  # a list iterator has no close(): nothing to do, no error
