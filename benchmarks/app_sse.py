@@ -1,96 +1,98 @@
-"""The app the SSE benchmark rows measure: one FastAPI app, three event-stream implementations.
+"""The app the SSE benchmark rows run: the same event generator behind three response classes.
 
-Every side streams the same events from the same generator (:func:`numbers`): event ``i`` has
-the data ``i`` and the id ``i``, for ``i`` in ``0 .. n-1``. Each side wraps it the way its own
-users would: ours in :class:`streaming_responses.ServerSentEvent`, sse-starlette's in its
-``ServerSentEvent``, FastAPI's as a generator path operation with
-``response_class=fastapi.sse.EventSourceResponse`` yielding ``fastapi.sse.ServerSentEvent``.
-All three write the data ``i`` as the text ``i`` (FastAPI JSON-encodes it, which gives the same
-text), so a WHATWG parser reads the same events from every body.
-
-The ``/idle/...`` endpoints open a stream that never sends an event, for the memory row.
-
-Example::
-
-    uvicorn benchmarks.app_sse:app --http httptools
-    curl -N 'http://127.0.0.1:8000/events/ours?n=3'
+``/sse/ours?n=N`` (``streaming_responses.EventSourceResponse``), ``/sse/sse-starlette?n=N``
+(``sse_starlette.EventSourceResponse``) and ``/fastapi/ours`` / ``/fastapi/native`` (FastAPI
+generator path operations with ``response_class=`` ours or ``fastapi.sse.EventSourceResponse``).
+Every event has ``data`` and ``id``. ``/idle/<side>`` streams never yield (memory row);
+``/info`` answers the readiness probe.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
+import fastapi.sse
 import sse_starlette
 from fastapi import FastAPI
-from fastapi.sse import EventSourceResponse as FastAPIEventSourceResponse
-from fastapi.sse import ServerSentEvent as FastAPIServerSentEvent
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
 
 from streaming_responses import EventSourceResponse, ServerSentEvent
 
-app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+PAYLOAD = "x" * 20
 
 
-async def numbers(n: int) -> AsyncIterator[int]:
-    """The one source every side streams: ``0 .. n-1``."""
+async def _forever() -> None:
+    await asyncio.Event().wait()
+
+
+async def ours(request: Request) -> Response:
+    n = int(request.query_params["n"])
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        for i in range(n):
+            yield ServerSentEvent(PAYLOAD, id=str(i))
+
+    return EventSourceResponse(events())
+
+
+async def starlette_side(request: Request) -> Response:
+    n = int(request.query_params["n"])
+
+    async def events() -> AsyncIterator[sse_starlette.ServerSentEvent]:
+        for i in range(n):
+            yield sse_starlette.ServerSentEvent(PAYLOAD, id=str(i))
+
+    return sse_starlette.EventSourceResponse(events())
+
+
+async def idle(request: Request) -> Response:
+    side = request.path_params["side"]
+
+    async def events() -> AsyncIterator[Any]:
+        await _forever()
+        yield PAYLOAD  # pragma: no cover
+
+    if side == "ours":
+        return EventSourceResponse(events())
+    return sse_starlette.EventSourceResponse(events())
+
+
+async def info(request: Request) -> Response:
+    return JSONResponse({"classes": {"ours": "streaming_responses.EventSourceResponse"}})
+
+
+api = FastAPI()
+
+
+@api.get("/ours", response_class=EventSourceResponse)
+async def fastapi_ours(n: int) -> AsyncIterator[ServerSentEvent]:
     for i in range(n):
-        yield i
+        yield ServerSentEvent(PAYLOAD, id=str(i))
 
 
-async def _ours(n: int) -> AsyncIterator[ServerSentEvent]:
-    async for i in numbers(n):
-        yield ServerSentEvent(i, id=str(i))
+@api.get("/native", response_class=fastapi.sse.EventSourceResponse)
+async def fastapi_native(n: int) -> AsyncIterator[fastapi.sse.ServerSentEvent]:
+    for i in range(n):
+        yield fastapi.sse.ServerSentEvent(data=PAYLOAD, id=str(i))
 
 
-async def _theirs(n: int) -> AsyncIterator[sse_starlette.ServerSentEvent]:
-    async for i in numbers(n):
-        yield sse_starlette.ServerSentEvent(data=i, id=str(i))
+@api.get("/idle", response_class=fastapi.sse.EventSourceResponse)
+async def fastapi_idle() -> AsyncIterator[fastapi.sse.ServerSentEvent]:
+    await _forever()
+    yield fastapi.sse.ServerSentEvent(data=PAYLOAD)  # pragma: no cover
 
 
-@app.get("/info")
-async def info() -> dict[str, Any]:
-    """What each side is, for the report."""
-    return {
-        "classes": {
-            "ours": f"{EventSourceResponse.__module__}.{EventSourceResponse.__qualname__}",
-            "sse-starlette": "sse_starlette.EventSourceResponse",
-            "fastapi": "fastapi.sse.EventSourceResponse",
-        }
-    }
-
-
-@app.get("/events/ours")
-async def events_ours(n: int) -> EventSourceResponse:
-    return EventSourceResponse(_ours(n))
-
-
-@app.get("/events/sse-starlette")
-async def events_sse_starlette(n: int) -> sse_starlette.EventSourceResponse:
-    return sse_starlette.EventSourceResponse(_theirs(n))
-
-
-@app.get("/events/fastapi", response_class=FastAPIEventSourceResponse)
-async def events_fastapi(n: int) -> AsyncIterator[FastAPIServerSentEvent]:
-    async for i in numbers(n):
-        yield FastAPIServerSentEvent(data=i, id=str(i))
-
-
-async def _silence() -> AsyncIterator[ServerSentEvent]:
-    await anyio.sleep_forever()
-    yield ServerSentEvent("never")  # pragma: no cover - unreachable
-
-
-async def _silence_theirs() -> AsyncIterator[sse_starlette.ServerSentEvent]:
-    await anyio.sleep_forever()
-    yield sse_starlette.ServerSentEvent(data="never")  # pragma: no cover - unreachable
-
-
-@app.get("/idle/ours")
-async def idle_ours() -> EventSourceResponse:
-    return EventSourceResponse(_silence())
-
-
-@app.get("/idle/sse-starlette")
-async def idle_sse_starlette() -> sse_starlette.EventSourceResponse:
-    return sse_starlette.EventSourceResponse(_silence_theirs())
+app = Starlette(
+    routes=[
+        Route("/info", info),
+        Route("/sse/ours", ours),
+        Route("/sse/sse-starlette", starlette_side),
+        Route("/idle/{side}", idle),
+        Mount("/fastapi", api),
+    ]
+)
