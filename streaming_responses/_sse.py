@@ -143,8 +143,8 @@ def _encode_fields(
     ):
         # The common case (one line of data, maybe an id) in one concatenation.
         if id is None:
-            return ("data: " + text + "\n\n").encode("utf-8")
-        return ("data: " + text + "\nid: " + id + "\n\n").encode("utf-8")
+            return f"data: {text}\n\n".encode()
+        return f"data: {text}\nid: {id}\n\n".encode()
     parts = []
     if comment is not None:
         parts.append(_lines(": ", comment))
@@ -244,9 +244,9 @@ class ServerSentEvent:
             ):
                 # The common case (one line of data, maybe an id) in one concatenation.
                 if id is None:
-                    self._wire = ("data: " + text + "\n\n").encode("utf-8")
+                    self._wire = f"data: {text}\n\n".encode()
                 else:
-                    self._wire = ("data: " + text + "\nid: " + id + "\n\n").encode("utf-8")
+                    self._wire = f"data: {text}\nid: {id}\n\n".encode()
                 return
             self._wire = _encode_fields(text, event, id, retry, comment)
         except UnicodeEncodeError as exc:
@@ -413,7 +413,7 @@ def encode_item(item: object) -> bytes:
         text: str = item  # type: ignore[assignment]
         if "\n" not in text and "\r" not in text:
             try:
-                return ("data: " + text + "\n\n").encode("utf-8")
+                return f"data: {text}\n\n".encode()
             except UnicodeEncodeError:
                 pass  # the event's own check raises the clear error below
     if kind is bytes:
