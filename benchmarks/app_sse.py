@@ -75,6 +75,17 @@ async def fastapi_ours(n: int) -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(PAYLOAD, id=str(i))
 
 
+@api.get("/ours-return")
+async def fastapi_ours_return(n: int) -> EventSourceResponse:
+    """A FastAPI path operation returning our response (FastAPI does not wrap the generator)."""
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        for i in range(n):
+            yield ServerSentEvent(PAYLOAD, id=str(i))
+
+    return EventSourceResponse(events())
+
+
 @api.get("/native", response_class=fastapi.sse.EventSourceResponse)
 async def fastapi_native(n: int) -> AsyncIterator[fastapi.sse.ServerSentEvent]:
     for i in range(n):
