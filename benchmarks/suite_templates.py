@@ -91,8 +91,10 @@ def timed_get(url: str, *, expected: bytes, timeout: float = 60.0) -> dict[str, 
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(request.encode("ascii"))
+            # Stamped before sendall: a client preempted right after sending must not see a
+            # response that arrived meanwhile as instantaneous.
             sent = time.perf_counter()
+            sock.sendall(request.encode("ascii"))
             first: float | None = None
             head_end: float | None = None
             raw = b""
