@@ -234,7 +234,12 @@ def render_table(report: dict[str, Any]) -> str:
         baseline = "-" if summary["baseline"] is None else _quantity(summary["baseline"], unit)
         if summary.get("baseline_name"):
             baseline = f"{baseline} ({summary['baseline_name']})"
-        verdict = "smoke" if smoke else ("PASS" if summary["passed"] else "FAIL")
+        if smoke:
+            verdict = "smoke"
+        elif summary["passed"] is None:
+            verdict = "-"  # a row reported for information, with no target
+        else:
+            verdict = "PASS" if summary["passed"] else "FAIL"
         rows.append(
             (
                 case["name"],

@@ -1014,3 +1014,36 @@ async def test_pathsend_without_a_declared_length_is_refused() -> None:
     with pytest.raises(ResponseStateError, match="declared_length"):
         await pump.run(scope, recorder.receive, recorder.send)
     assert recorder.sent == []
+
+
+async def test_a_producer_that_hands_over_one_chunk_per_loop_turn_is_still_coalesced() -> None:
+    # FastAPI wraps generator path operations so that they await anyio.sleep(0) after each item.
+    async def one_per_turn() -> AsyncIterator[bytes]:
+        for _ in range(2_000):
+            yield b"event\n"
+            await anyio.lowlevel.checkpoint()
+
+    recorder = Recorder()
+    await run(StreamingResponse(one_per_turn()), recorder)
+    assert recorder.body == b"event\n" * 2_000
+    assert len(recorder.bodies) < 20
+
+
+async def test_gathering_stops_at_the_first_loop_turn_that_brings_nothing() -> None:
+    release = anyio.Event()
+
+    async def burst_then_wait() -> AsyncIterator[bytes]:
+        yield b"first"
+        await anyio.lowlevel.checkpoint()
+        yield b"second"
+        await release.wait()
+        yield b"late"
+
+    recorder = Recorder()
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, StreamingResponse(burst_then_wait()), recorder)
+        with anyio.fail_after(1):
+            while recorder.body != b"firstsecond":
+                await anyio.sleep(0.001)
+        release.set()
+    assert recorder.body == b"firstsecondlate"
