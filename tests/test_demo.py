@@ -60,3 +60,43 @@ async def test_outcomes_lists_what_the_hook_recorded() -> None:
     outcomes = (await client.get("/outcomes")).json()
     assert outcomes[0]["outcome"] == "complete"
     assert outcomes[0]["framing"] == "content-length"
+
+
+async def test_events_count_with_ids_and_resume_after_last_event_id() -> None:
+    async with StreamingTestClient(app).stream("GET", "/events", headers={"last-event-id": "41"}) as response:
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        received = b""
+        async for chunk in response.iter_bytes():
+            received += chunk
+            if b"\n\n" in received.removeprefix(b":\n\n"):
+                break
+        await response.disconnect()
+    assert b'event: count\ndata: {"n":42}\nid: 42\n\n' in received
+
+
+async def test_the_feed_relays_published_events_to_a_subscriber() -> None:
+    client = StreamingTestClient(app)
+    async with client.stream("GET", "/feed/events") as response:
+        chunks = response.iter_bytes()
+        assert await chunks.__anext__() == b":\n\n"
+        published = (await client.get("/publish?text=hello")).json()
+        assert published["subscribers"] == 1
+        assert await chunks.__anext__() == f"data: hello\nid: {published['id']}\n\n".encode()
+        await response.disconnect()
+    assert "EventSource" in (await client.get("/feed")).text
+
+
+async def test_file_csv_jsonl_and_page_answer_as_the_index_says() -> None:
+    client = StreamingTestClient(app)
+    source = await client.get("/file", headers={"range": "bytes=0-2"})
+    assert source.status_code == 206
+    assert source.body == b'"""'
+    assert (await client.get("/file", headers={"if-none-match": source.headers["etag"]})).status_code == 304
+    csv_response = await client.get("/rows.csv")
+    assert csv_response.headers["content-disposition"] == 'attachment; filename="rows.csv"'
+    assert csv_response.text.splitlines()[:2] == ["id,name,price,note", '0,"row 0, ""quoted""",0.0,']
+    lines = (await client.get("/rows.jsonl")).text.splitlines()
+    assert len(lines) == 10_000
+    assert lines[1] == '{"id":1,"name":"row 1, \\"quoted\\"","price":0.01,"note":null}'
+    page = await client.get("/page", timeout=10)
+    assert "<td>19</td><td>361</td>" in page.text
