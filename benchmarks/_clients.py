@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.parse
 
@@ -58,6 +59,23 @@ def curl(url: str, *, expected_bytes: int, output: str = os.devnull, timeout: fl
     if size_downloaded != expected_bytes:
         raise BenchmarkError(f"{url} sent {size_downloaded} bytes, expected {expected_bytes}")
     return total
+
+
+def download(url: str, *, timeout: float = 600.0) -> bytes:
+    """Fetch ``url`` with curl and return the body, for checking it before anything is timed."""
+    with tempfile.TemporaryDirectory(prefix="bench-body-") as scratch:
+        path = os.path.join(scratch, "body")
+        done = subprocess.run(
+            ["curl", "-q", "--silent", "--show-error", "--http1.1", "--noproxy", "*", "-o", path, url],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise BenchmarkError(f"curl exited {done.returncode} for {url}: {done.stderr.strip()}")
+        with open(path, "rb") as body:
+            return body.read()
 
 
 class ChunkedDecoder:

@@ -20,16 +20,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from benchmarks._clients import BenchmarkError, curl
+from benchmarks._clients import BenchmarkError, curl, download
 from benchmarks._server import Server, ServerError, serve
 
 ROWS: tuple[str, ...] = ("csv-vs-tutorial", "csv-vs-writerows", "jsonl-vs-fastapi")
@@ -38,21 +34,6 @@ CSV_ROWS, CSV_SMOKE = 200_000, 2_000
 JSONL_ITEMS, JSONL_SMOKE = 100_000, 1_000
 #: The tutorial side takes ~30 s per request at full size: it gets at most this many rounds.
 TUTORIAL_ROUNDS = 3
-
-
-def _download(url: str) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="bench-tabular-") as scratch:
-        path = os.path.join(scratch, "body")
-        done = subprocess.run(
-            ["curl", "-q", "--silent", "--show-error", "--http1.1", "--noproxy", "*", "-o", path, url],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise BenchmarkError(f"curl exited {done.returncode} for {url}: {done.stderr.strip()}")
-        return Path(path).read_bytes()
 
 
 def _floor_seconds(count: int, repeats: int) -> float:
@@ -90,8 +71,8 @@ def _measure_csv(
     count = CSV_SMOKE if smoke else CSV_ROWS
     ours_url = server.url(f"/csv/ours?rows={count}")
     tutorial_url = server.url(f"/csv/tutorial?rows={count}")
-    ours_body = _download(ours_url)
-    tutorial_body = _download(tutorial_url)
+    ours_body = download(ours_url)
+    tutorial_body = download(tutorial_url)
     if ours_body != tutorial_body:
         raise BenchmarkError("CSVResponse and the tutorial pattern sent different bytes")
     expected = len(ours_body)
@@ -141,8 +122,8 @@ def _measure_jsonl(server: Server, *, rounds: int, smoke: bool) -> dict[str, Any
     count = JSONL_SMOKE if smoke else JSONL_ITEMS
     ours_url = server.url(f"/jsonl/ours?count={count}")
     fastapi_url = server.url(f"/jsonl/fastapi?count={count}")
-    ours_body = _download(ours_url)
-    fastapi_body = _download(fastapi_url)
+    ours_body = download(ours_url)
+    fastapi_body = download(fastapi_url)
     ours_values = [json.loads(line) for line in ours_body.splitlines()]
     if ours_values != [json.loads(line) for line in fastapi_body.splitlines()] or len(ours_values) != count:
         raise BenchmarkError("JSONLinesResponse and FastAPI's JSON Lines sent different items")

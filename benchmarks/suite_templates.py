@@ -21,18 +21,14 @@ Rows:
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
-from benchmarks._clients import BenchmarkError, ChunkedDecoder, curl
+from benchmarks._clients import BenchmarkError, ChunkedDecoder, curl, download
 from benchmarks._server import Server, ServerError, serve
 
 ROWS: tuple[str, ...] = ("template-10k-rows", "template-ttfb")
@@ -55,24 +51,9 @@ def _failed(name: str, error: str) -> dict[str, Any]:
     return _row(name, name, "-", verified=False, error=error)
 
 
-def _download(url: str) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="bench-templates-") as scratch:
-        path = os.path.join(scratch, "body")
-        done = subprocess.run(
-            ["curl", "-q", "--silent", "--show-error", "--http1.1", "--noproxy", "*", "-o", path, url],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise BenchmarkError(f"curl exited {done.returncode} for {url}: {done.stderr.strip()}")
-        return Path(path).read_bytes()
-
-
 def _same_page(server: Server, ours_path: str, theirs_path: str) -> bytes:
-    ours = _download(server.url(ours_path))
-    theirs = _download(server.url(theirs_path))
+    ours = download(server.url(ours_path))
+    theirs = download(server.url(theirs_path))
     if ours != theirs:
         raise BenchmarkError(
             f"{ours_path} and {theirs_path} sent different pages ({len(ours)} and {len(theirs)} bytes)"

@@ -179,6 +179,34 @@ class Producer:
         return False
 
 
+async def fill_queue(iterator: AsyncIterator[Any], queue: ChunkQueue) -> None:
+    """Put every item of ``iterator`` into ``queue``, waiting for space at the bound.
+
+    The hot loop of the library, shared by every async producer: ChunkQueue.put inlined. It is
+    safe to keep `produced` in a local between awaits, because on the event loop the consumer
+    only runs while this task is suspended, and it never reads `produced` unless this task
+    waits for space (which writes it back first).
+    """
+    append = queue.items.append
+    charset = queue.charset
+    bound = queue.bound
+    produced = queue.produced
+    limit = queue.taken + bound
+    async for item in iterator:
+        chunk = item if type(item) is bytes else coerce_chunk(item, charset)
+        append(chunk)
+        produced += len(chunk)
+        if queue.consumer_waiting:
+            queue.wake_consumer()
+        if produced >= limit:
+            limit = queue.taken + bound
+            if produced >= limit:
+                queue.produced = produced
+                await queue.wait_for_space()
+                limit = queue.taken + bound
+    queue.produced = produced
+
+
 class AsyncIterableProducer(Producer):
     """An async iterable, iterated on the event loop in the response's task group."""
 
@@ -188,28 +216,7 @@ class AsyncIterableProducer(Producer):
 
     async def run(self, queue: ChunkQueue) -> None:
         iterator = self._iterator = aiter(self._iterable)
-        # The hot loop of the library: ChunkQueue.put inlined. It is safe to keep `produced`
-        # in a local between awaits, because on the event loop the consumer only runs while
-        # this task is suspended, and it never reads `produced` unless this task waits for
-        # space (which writes it back first).
-        append = queue.items.append
-        charset = queue.charset
-        bound = queue.bound
-        produced = queue.produced
-        limit = queue.taken + bound
-        async for item in iterator:
-            chunk = item if type(item) is bytes else coerce_chunk(item, charset)
-            append(chunk)
-            produced += len(chunk)
-            if queue.consumer_waiting:
-                queue.wake_consumer()
-            if produced >= limit:
-                limit = queue.taken + bound
-                if produced >= limit:
-                    queue.produced = produced
-                    await queue.wait_for_space()
-                    limit = queue.taken + bound
-        queue.produced = produced
+        await fill_queue(iterator, queue)
 
     async def close(self) -> None:
         # An async generator that was never started has nothing to clean up, but aclose() is

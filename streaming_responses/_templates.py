@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from ._core import OutcomeCallback, PumpSettings
-from ._producers import ChunkQueue, Producer
+from ._producers import ChunkQueue, Producer, fill_queue
 from ._shutdown import ShutdownPolicy
 from ._streaming import StreamingResponse
 
@@ -149,28 +149,7 @@ class TemplateProducer(Producer):
 
     async def _stream(self, queue: ChunkQueue) -> None:
         """Second phase: every fragment goes to the core as soon as it is rendered."""
-        # The core's own hot loop (ChunkQueue.put inlined, `produced` in a local between awaits:
-        # the consumer reads it only while this task waits for space, which writes it back).
-        append = queue.items.append
-        charset = queue.charset
-        bound = queue.bound
-        produced = queue.produced
-        limit = queue.taken + bound
-        async for fragment in self._render:
-            if not fragment:
-                continue
-            chunk = fragment.encode(charset)
-            append(chunk)
-            produced += len(chunk)
-            if queue.consumer_waiting:
-                queue.wake_consumer()
-            if produced >= limit:
-                limit = queue.taken + bound
-                if produced >= limit:
-                    queue.produced = produced
-                    await queue.wait_for_space()
-                    limit = queue.taken + bound
-        queue.produced = produced
+        await fill_queue(self._render, queue)
 
     def _put_pending(self, queue: ChunkQueue) -> None:
         text = "".join(self._pending)
