@@ -3,7 +3,8 @@
 ``/sse/ours?n=N`` (``streaming_responses.EventSourceResponse``), ``/sse/sse-starlette?n=N``
 (``sse_starlette.EventSourceResponse``) and ``/fastapi/ours`` / ``/fastapi/native`` (FastAPI
 generator path operations with ``response_class=`` ours or ``fastapi.sse.EventSourceResponse``).
-Every event has ``data`` and ``id``. ``/idle/<side>`` streams never yield (memory row);
+Every event has ``data`` and ``id``. ``/idle/<side>`` streams never yield (memory row;
+``/idle/floor`` is a bare response that sends its headers and then only waits);
 ``/info`` answers the readiness probe.
 """
 
@@ -50,8 +51,20 @@ async def starlette_side(request: Request) -> Response:
     return sse_starlette.EventSourceResponse(events())
 
 
+class _HeadersThenWait(Response):
+    """The least any idle event stream can hold in a Starlette app (the memory row's floor):
+    headers and one comment, then a wait, with no disconnect watching, no pings and no producer."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": b":\n\n", "more_body": True})
+        await _forever()
+
+
 async def idle(request: Request) -> Response:
     side = request.path_params["side"]
+    if side == "floor":
+        return _HeadersThenWait(media_type="text/event-stream")
 
     async def events() -> AsyncIterator[Any]:
         await _forever()

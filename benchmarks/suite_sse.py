@@ -167,6 +167,7 @@ def _memory(*, smoke: bool, target: float) -> dict[str, Any]:
             "ours": _per_stream_kib("/idle/ours", count),
             "sse-starlette": _per_stream_kib("/idle/sse-starlette", count),
             "fastapi-native": _per_stream_kib("/fastapi/idle", count),
+            "starlette-floor": _per_stream_kib("/idle/floor", count),
             "bare-connection": _per_stream_kib(None, count),
         }
     except (BenchmarkError, OSError) as exc:

@@ -13,7 +13,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from numbers import Number
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.background import BackgroundTask
 
@@ -26,6 +26,8 @@ from ._types import Content
 
 #: OWASP "CSV injection": a spreadsheet treats a cell starting with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\x00")
+#: Row types the csv writer takes as they are (anything else goes through ``RowReader``).
+_PLAIN_ROW = frozenset({list, tuple})
 #: Codecs that write a byte order mark of their own at the start of the stream.
 _SELF_MARKING = frozenset({"utf-16", "utf-32", "utf-8-sig"})
 
@@ -107,6 +109,29 @@ class CSVEncoder:
             raise ValueError(f"row {position} cannot be written as CSV: {exc}") from None
         self.count = position
 
+    def add_many(self, rows: list[Any]) -> None:
+        """Encode ``rows`` in order; plain lists and tuples go to ``writerows`` in one call."""
+        start = 0
+        if self._header_due and rows:
+            self.add(rows[0])
+            start = 1
+        if self._escape or not all(map(_PLAIN_ROW.__contains__, map(type, rows))):
+            for row in rows[start:] if start else rows:
+                self.add(row)
+            return
+        buffer = self._buffer
+        mark = buffer.tell()
+        try:
+            self._writer.writerows(rows[start:] if start else rows)
+        except csv.Error:
+            # Write them again one by one: the row that fails is then named by its position.
+            buffer.seek(mark)
+            buffer.truncate()
+            for row in rows[start:] if start else rows:
+                self.add(row)
+        else:
+            self.count += len(rows) - start
+
     def pending(self) -> int:
         """Characters waiting in the buffer."""
         return self._buffer.tell()
@@ -158,6 +183,7 @@ class CSVResponse(StreamingResponse):
     """
 
     media_type = "text/csv"
+    message_bytes: ClassVar[int] = 256 * 1024
 
     def __init__(
         self,

@@ -148,6 +148,12 @@ class JSONLinesEncoder:
         self._size += len(line) + 1
         self.count = position
 
+    def add_many(self, items: list[Any]) -> None:
+        """Encode ``items`` in order."""
+        add = self.add
+        for item in items:
+            add(item)
+
     def _retry(self, item: object, position: int, first: Exception) -> bytes:
         # What the fast encoder refuses (ints beyond 64 bits, non-str keys) the standard library
         # may still write; if it cannot either, its error names the problem.

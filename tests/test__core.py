@@ -27,7 +27,7 @@ from streaming_responses import (
     StreamTimeout,
 )
 from streaming_responses._core import ChunkPump, Lifecycle, PumpSettings, StreamState
-from streaming_responses._producers import AsyncIterableProducer
+from streaming_responses._producers import AsyncIterableProducer, ChunkQueue, ResumeAfterItems, fill_queue
 from streaming_responses._types import Message, Write
 from tests.asgi import Recorder, http_scope
 
@@ -1047,3 +1047,86 @@ async def test_gathering_stops_at_the_first_loop_turn_that_brings_nothing() -> N
                 await anyio.sleep(0.001)
         release.set()
     assert recorder.body == b"firstsecondlate"
+
+
+class LoopTurns:
+    """Counts event-loop turns: a task that adds one and yields, until stopped."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.running = True
+
+    async def run(self) -> None:
+        while self.running:
+            self.count += 1
+            await asyncio.sleep(0)
+
+
+async def test_bare_yields_right_after_new_chunks_are_resumed_without_a_loop_turn() -> None:
+    async def sleep_after_each(count: int) -> AsyncIterator[bytes]:
+        for _ in range(count):
+            yield b"x"
+            await asyncio.sleep(0)
+
+    turns = LoopTurns()
+    counter = asyncio.ensure_future(turns.run())
+    await asyncio.sleep(0)
+    queue = ChunkQueue(1 << 30, "utf-8")
+    before = turns.count
+    await ResumeAfterItems(fill_queue(sleep_after_each(1_000), queue), queue)
+    taken = turns.count - before
+    turns.running = False
+    await counter
+    assert queue.take_now() == [b"x"] * 1_000
+    # One bare yield in MAX_SKIPPED still goes to the loop, so other tasks keep their turns.
+    assert 1_000 // ResumeAfterItems.MAX_SKIPPED <= taken <= 1_000 // ResumeAfterItems.MAX_SKIPPED + 2
+
+
+async def test_a_bare_yield_that_brought_no_chunk_goes_to_the_loop() -> None:
+    # A polling loop must let the task it polls for run, or it would spin for ever.
+    flag = {"set": False}
+    polled = []
+
+    async def polls() -> AsyncIterator[bytes]:
+        yield b"before"
+        while not flag["set"]:
+            polled.append(True)
+            await asyncio.sleep(0)
+        yield b"after"
+
+    async def setter() -> None:
+        await asyncio.sleep(0)
+        flag["set"] = True
+
+    queue = ChunkQueue(1 << 30, "utf-8")
+    helper = asyncio.ensure_future(setter())
+    with anyio.fail_after(2):
+        await ResumeAfterItems(fill_queue(polls(), queue), queue)
+    await helper
+    assert queue.take_now() == [b"before", b"after"]
+    assert len(polled) <= 3  # each poll gave the setter its turn
+
+
+async def test_cancelling_the_task_reaches_the_wrapped_coroutine_and_its_finally() -> None:
+    closed = []
+
+    async def waits_forever() -> AsyncIterator[bytes]:
+        try:
+            yield b"one"
+            await asyncio.sleep(0)
+            await asyncio.Event().wait()
+            yield b"never"  # pragma: no cover
+        finally:
+            closed.append(True)
+
+    queue = ChunkQueue(1 << 30, "utf-8")
+    iterator = waits_forever()
+    task = asyncio.ensure_future(ResumeAfterItems(fill_queue(iterator, queue), queue))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await iterator.aclose()
+    assert closed == [True]
+    assert queue.take_now() == [b"one"]

@@ -165,6 +165,42 @@ def test_csv_errors_and_unencodable_text_name_the_rows() -> None:
         encoder.take()
 
 
+def test_add_many_writes_what_add_writes_one_row_at_a_time() -> None:
+    rows: list[Any] = [{"x": 1, "label": "a"}, [2, 'b "q"'], (3, None), Point(4, "d,e"), ["=5", "f"]]
+    for options in ({}, {"escape_formulas": True}, {"delimiter": ";"}):
+        one_by_one = CSVEncoder(**options)
+        for row in rows:
+            one_by_one.add(row)
+        grouped = CSVEncoder(**options)
+        grouped.add_many(rows[:2])
+        grouped.add_many(rows[2:])
+        assert grouped.finish() == one_by_one.finish()
+        assert grouped.count == one_by_one.count == 5
+    plain = CSVEncoder(columns=("a", "b"))
+    plain.add_many([(1, 2), [3, 4]])
+    plain.add_many([])
+    assert plain.finish() == b"a,b\r\n1,2\r\n3,4\r\n"
+    assert plain.count == 2
+
+
+def test_a_bad_row_in_a_group_is_named_by_its_position_and_nothing_after_it_is_written() -> None:
+    encoder = CSVEncoder(quoting=csv.QUOTE_NONE, escapechar=None)
+    encoder.add_many([["a"], ["b"]])
+    with pytest.raises(ValueError, match="row 5 cannot be written"):
+        encoder.add_many([["c"], ["d"], ["e,f"], ["g"]])
+    assert encoder.take() == b"a\r\nb\r\nc\r\nd\r\n"
+    mixed = CSVEncoder()
+    with pytest.raises(TypeError, match="row 3 is a str"):
+        mixed.add_many([[1], (2,), "three", [4]])
+
+
+def test_sync_batches_name_a_bad_row_deep_in_the_source() -> None:
+    rows: list[Any] = [[n] for n in range(300)]
+    rows[199] = "not a row"
+    with pytest.raises(TypeError, match="row 200 is a str"):
+        list(sync_batches(rows, CSVEncoder()))
+
+
 def test_sync_batches_hand_over_full_batches_and_close_the_source() -> None:
     closed = []
 

@@ -111,6 +111,18 @@ async def test_the_head_is_its_own_message_even_when_the_body_renders_without_wa
     assert body.count(b"<li>") == 5_000
 
 
+async def test_a_body_that_renders_without_waiting_goes_out_in_whole_chunks_not_per_fragment() -> None:
+    rows = [f"row {n}" for n in range(20_000)]
+    app, _ = page({"title": "Many", "rows": rows})
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        chunks = [chunk async for chunk in response.iter_bytes()]
+    body = b"".join(chunks)
+    assert body.count(b"<li>") == 20_000
+    # About 320 KiB in 64 KiB chunks (each list item is several fragments).
+    assert len(chunks) <= len(body) // (64 * 1024) + 3
+    assert max(map(len, chunks)) <= 2 * 64 * 1024
+
+
 async def test_rows_go_out_as_the_async_iterable_yields_them() -> None:
     sent = anyio.Event()
     received: list[bytes] = []
@@ -366,6 +378,18 @@ async def test_an_error_after_the_first_flush_is_reported_in_trailers_where_they
     assert response.trailers["stream-status"] == "error"
     assert response.trailers["stream-error"] == "RuntimeError"
     assert response.text.endswith("<li>fine</li>\n")
+
+
+async def test_what_rendered_right_before_an_error_goes_out_before_the_abort() -> None:
+    async def rows() -> AsyncIterator[str]:
+        yield "fine"
+        raise RuntimeError("no wait before this")
+
+    app, _ = page({"title": "T", "rows": rows()})
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        body, aborted = await read_until_aborted(response)
+    assert isinstance(aborted.__cause__, RuntimeError)
+    assert body.endswith(b"<li>fine</li>\n")
 
 
 async def test_an_error_after_flush_in_a_partial_aborts_the_stream() -> None:
