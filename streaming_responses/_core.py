@@ -5,7 +5,7 @@ settings; the pump decides when to start, how to frame, when to flush, when to g
 to end. The rule that keeps it simple: decisions are asked of the pure functions in
 ``_framing.py``; this module only sequences them and acts on the answers.
 
-One response runs three cooperating pieces in one task group:
+One response runs three cooperating pieces, two of them in child tasks (:class:`ChildTasks`):
 
 * the producer task fills a bounded :class:`~._producers.ChunkQueue`;
 * the sender (the response's own task) takes whatever is queued, joins it into one message
@@ -20,15 +20,19 @@ opening chunk, a last chunk on errors and on shutdown, a bound on each ``send()`
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 from starlette.requests import ClientDisconnect
 
@@ -140,6 +144,71 @@ class PumpSettings:
     pathsend: str | None = None
 
 
+async def _awaited(coroutine: Coroutine[Any, Any, None]) -> None:  # pragma: no cover - trio only
+    await coroutine
+
+
+class ChildTasks:
+    """Run the coroutines ``jobs`` as child tasks of the block; cancel them and wait for them
+    when it ends.
+
+    What a task group does for the pump, at a fraction of its memory. An idle event stream is
+    mostly this bookkeeping, and a server may hold thousands of them. On asyncio the children
+    are plain tasks: leaving the block cancels them and waits until they have finished, also
+    when the response itself is being cancelled (that cancellation is raised afterwards). A
+    child ending with an exception other than a cancellation (none of the pump's jobs let one
+    out) is raised from the block. Elsewhere (trio) an anyio task group does the same.
+    """
+
+    __slots__ = ("_group", "_jobs", "_tasks")
+
+    def __init__(self, jobs: Sequence[Coroutine[Any, Any, None]]) -> None:
+        self._jobs = jobs
+        self._tasks: list[asyncio.Task[None]] = []
+        self._group: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> None:
+        jobs, self._jobs = self._jobs, ()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - only under trio
+            self._group = group = anyio.create_task_group()
+            await group.__aenter__()
+            for job in jobs:
+                group.start_soon(_awaited, job)
+            return
+        self._tasks = [loop.create_task(job) for job in jobs]
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        group = self._group
+        if group is not None:  # pragma: no cover - only under trio
+            group.cancel_scope.cancel()
+            await group.__aexit__(kind, error, traceback)
+            return
+        tasks = self._tasks
+        for task in tasks:
+            task.cancel()
+        cancelled: BaseException | None = None
+        pending = [task for task in tasks if not task.done()]
+        while pending:
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError as exc:
+                cancelled = exc  # the children finish first; then the cancellation goes on
+            pending = [task for task in pending if not task.done()]
+        if cancelled is not None:
+            raise cancelled
+        for task in tasks:
+            problem = None if task.cancelled() else task.exception()
+            if problem is not None:  # pragma: no cover - the pump's jobs catch what they raise
+                raise problem
+
+
 class ChunkPump:
     """Drive one producer to one ASGI connection. Create one per response call.
 
@@ -205,18 +274,17 @@ class ChunkPump:
         error: BaseException | None = None
         if settings.timeout is not None:
             self._main_scope.deadline = anyio.current_time() + settings.timeout
+        jobs = [self._produce(queue)]
+        if not settings.duplex:
+            jobs.append(self._listen(receive))
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._produce, queue)
-                if not settings.duplex:
-                    group.start_soon(self._listen, receive)
+            async with ChildTasks(jobs):
                 with self._main_scope:
                     try:
                         await self._send_body(queue, send)
                     except Exception as exc:
                         error = exc
                 self.producer.stop_soon()
-                group.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():
             # Cancelled from outside (the server is shutting down, or a middleware gave up):
             # the producer was closed with the task group.
@@ -361,11 +429,9 @@ class ChunkPump:
         """Wait for data, sending the keep-alive chunk after ``keepalive`` s without a send."""
         idle_deadline = None if idle is None else anyio.current_time() + idle
         while True:
-            now = anyio.current_time()
             ping_at = self._last_send + keepalive
             deadline = ping_at if idle_deadline is None else min(ping_at, idle_deadline)
-            with anyio.move_on_after(max(deadline - now, 0.0)):
-                await queue.wait_for_data()
+            if await queue.wait_for_data(deadline):
                 return
             if idle_deadline is not None and anyio.current_time() >= idle_deadline:
                 assert idle is not None

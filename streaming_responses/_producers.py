@@ -31,6 +31,68 @@ from ._types import Writer
 CLOSE_TIMEOUT = 5.0
 
 
+class Signal:
+    """A one-shot wake-up: ``set()`` on the event loop, ``await wait()`` in one task.
+
+    On asyncio it is a bare future (an ``asyncio.Event`` carries a deque of waiters, and an idle
+    stream holds one of these the whole time it waits); elsewhere (trio) an anyio ``Event``.
+    """
+
+    __slots__ = ("_event", "_future", "_loop")
+
+    _event: anyio.Event | None
+    _future: asyncio.Future[bool] | None
+    _loop: asyncio.AbstractEventLoop | None
+
+    def __init__(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - only under trio
+            self._loop = None
+            self._future = None
+            self._event = anyio.Event()
+        else:
+            self._loop = loop
+            self._future = loop.create_future()
+            self._event = None
+
+    def set(self) -> None:
+        """Wake the waiter (now, or as soon as it waits). Setting twice is harmless."""
+        future = self._future
+        if future is None:  # pragma: no cover - only under trio
+            assert self._event is not None
+            self._event.set()
+        elif not future.done():
+            future.set_result(True)
+
+    def _expire(self) -> None:
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(False)
+
+    async def wait(self, deadline: float | None = None) -> bool:
+        """Wait until set; with ``deadline`` (``anyio.current_time()`` clock), at most until
+        then. Return whether it was set."""
+        future = self._future
+        if future is None:  # pragma: no cover - only under trio
+            assert self._event is not None
+            if deadline is None:
+                await self._event.wait()
+                return True
+            with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)):
+                await self._event.wait()
+                return True
+            return False
+        if deadline is None:
+            return await future
+        assert self._loop is not None
+        timer = self._loop.call_at(deadline, self._expire)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+
 class ChunkQueue:
     """A bounded, single-producer, single-consumer hand-off of body chunks.
 
@@ -65,8 +127,8 @@ class ChunkQueue:
         self.finished = False
         self.error: BaseException | None = None
         self.consumer_waiting = False
-        self._consumer_event: anyio.Event | None = None
-        self._space_event: anyio.Event | None = None
+        self._consumer_event: Signal | None = None
+        self._space_event: Signal | None = None
         self._notify: Callable[[], None] = self._wake
 
     # -- producer side -------------------------------------------------------------------
@@ -95,8 +157,8 @@ class ChunkQueue:
     async def wait_for_space(self) -> None:
         """Wait (on the event loop) until the consumer has taken enough to go below the bound."""
         while self.produced - self.taken >= self.bound:
-            event = self._space_event = anyio.Event()
-            await event.wait()
+            signal = self._space_event = Signal()
+            await signal.wait()
 
     def full(self) -> bool:
         """Whether the producer must wait for the consumer."""
@@ -145,19 +207,25 @@ class ChunkQueue:
             self._space_event = None
             space.set()
 
-    async def wait_for_data(self) -> None:
-        """Wait until there are chunks to take or the producer has finished."""
+    async def wait_for_data(self, deadline: float | None = None) -> bool:
+        """Wait until there are chunks to take or the producer has finished.
+
+        With ``deadline`` (``anyio.current_time()`` clock), give up then: return whether there
+        is something to take (or the end) rather than raise.
+        """
         while True:
             if self.items or self.finished:
-                return
-            event = self._consumer_event = anyio.Event()
+                return True
+            signal = self._consumer_event = Signal()
             self.consumer_waiting = True
             # Look once more after raising the flag: a chunk appended in between is seen here,
             # and one appended after this line finds the flag raised and wakes us.
             if self.items or self.finished:
                 self.consumer_waiting = False
-                return
-            await event.wait()
+                return True
+            if not await signal.wait(deadline):
+                self.consumer_waiting = False
+                return bool(self.items) or self.finished
 
 
 class Producer:

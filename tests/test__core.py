@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 import anyio
@@ -26,7 +26,7 @@ from streaming_responses import (
     StreamOutcome,
     StreamTimeout,
 )
-from streaming_responses._core import ChunkPump, Lifecycle, PumpSettings, StreamState
+from streaming_responses._core import ChildTasks, ChunkPump, Lifecycle, PumpSettings, StreamState
 from streaming_responses._producers import AsyncIterableProducer, ChunkQueue, ResumeAfterItems, fill_queue
 from streaming_responses._types import Message, Write
 from tests.asgi import Recorder, http_scope
@@ -1110,7 +1110,7 @@ async def test_a_bare_yield_that_brought_no_chunk_goes_to_the_loop() -> None:
 async def test_cancelling_the_task_reaches_the_wrapped_coroutine_and_its_finally() -> None:
     closed = []
 
-    async def waits_forever() -> AsyncIterator[bytes]:
+    async def waits_forever() -> AsyncGenerator[bytes, None]:
         try:
             yield b"one"
             await asyncio.sleep(0)
@@ -1130,3 +1130,53 @@ async def test_cancelling_the_task_reaches_the_wrapped_coroutine_and_its_finally
     await iterator.aclose()
     assert closed == [True]
     assert queue.take_now() == [b"one"]
+
+
+async def test_child_tasks_are_finished_before_a_cancellation_of_the_block_goes_on() -> None:
+    finished: list[str] = []
+
+    async def slow_to_close() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.05)
+            finished.append("child")
+
+    async def block() -> None:
+        async with ChildTasks([slow_to_close()]):
+            await asyncio.Event().wait()
+
+    task = asyncio.ensure_future(block())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == ["child"]
+
+
+async def test_leaving_the_block_cancels_the_children() -> None:
+    states: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            states.append("cancelled")
+            raise
+
+    async with ChildTasks([forever(), forever()]):
+        await asyncio.sleep(0)
+    assert states == ["cancelled", "cancelled"]
+
+
+async def test_waiting_for_data_until_a_deadline_says_whether_any_came() -> None:
+    queue = ChunkQueue(1024, "utf-8")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert await queue.wait_for_data(loop.time() + 0.05) is False
+    assert loop.time() - began >= 0.045
+    assert not queue.consumer_waiting
+    loop.call_later(0.01, queue.put, b"late")
+    assert await queue.wait_for_data(loop.time() + 5) is True
+    assert loop.time() - began < 2
+    assert queue.take_now() == [b"late"]
