@@ -199,14 +199,14 @@ class ServerSentEvent:
     """
 
     # Private slots behind read-only properties: assignment raises AttributeError, and
-    # __init__ stores plain slots (an overridden __setattr__ would triple its cost).
-    __slots__ = ("_comment", "_data", "_event", "_id", "_retry", "_text", "_wire")
-    _comment: str | None
+    # __init__ stores plain slots (an overridden __setattr__ would triple its cost). The
+    # fields most events leave out live in `_more`, None when they are all absent and the
+    # data is the text sent, so the common event costs four stores.
+    __slots__ = ("_data", "_id", "_more", "_wire")
     _data: Any
-    _event: str | None
     _id: str | None
-    _retry: int | None
-    _text: str | None
+    #: (data text, event, retry, comment), or None: no event, retry or comment, text = data.
+    _more: tuple[str | None, str | None, int | None, str | None] | None
     _wire: bytes
 
     def __init__(
@@ -219,16 +219,20 @@ class ServerSentEvent:
         comment: str | None = None,
     ) -> None:
         self._data = data
-        self._event = event
-        self._retry = retry
-        self._comment = comment
-        if type(data) is str and type(id) is str and event is None and retry is None and comment is None:
-            # The common case, one line of text and an id: build the wire text, then check it
-            # has exactly its own three line ends (no CR, LF or NUL came in with the fields).
-            wire = f"data: {data}\nid: {id}\n\n"
-            if wire.count("\n") == 3 and "\r" not in wire and "\0" not in id:
+        if type(data) is str and event is None and retry is None and comment is None:
+            # The common cases, one line of text with or without an id: build the wire text,
+            # then check it has exactly its own line ends (no CR, LF or NUL came with a field).
+            if id is None:
+                wire = f"data: {data}\n\n"
+                simple = wire.count("\n") == 2 and "\r" not in wire
+            elif type(id) is str:
+                wire = f"data: {data}\nid: {id}\n\n"
+                simple = wire.count("\n") == 3 and "\r" not in wire and "\0" not in id
+            else:
+                simple = False
+            if simple:
                 self._id = id
-                self._text = data
+                self._more = None
                 try:
                     self._wire = wire.encode()
                 except UnicodeEncodeError as exc:
@@ -245,15 +249,15 @@ class ServerSentEvent:
         if id is not None and (type(id) is not str or "\n" in id or "\r" in id or "\0" in id):
             id = _check_name(id, "id", "\r\n\0")
         if event is not None:
-            self._event = _check_name(event, "event", "\r\n")
+            event = _check_name(event, "event", "\r\n")
         if retry is not None:
-            self._retry = _check_retry(retry)
+            retry = _check_retry(retry)
         if comment is not None:
-            self._comment = _check_name(comment, "comment", "")
+            comment = _check_name(comment, "comment", "")
         self._id = id
-        self._text = text
+        self._more = (text, event, retry, comment)
         try:
-            self._wire = _encode_fields(text, self._event, id, self._retry, self._comment)
+            self._wire = _encode_fields(text, event, id, retry, comment)
         except UnicodeEncodeError as exc:
             raise _not_utf8(exc) from None
 
@@ -265,7 +269,8 @@ class ServerSentEvent:
     @property
     def event(self) -> str | None:
         """The event type (``None``: the client dispatches it as ``message``)."""
-        return self._event
+        more = self._more
+        return None if more is None else more[1]
 
     @property
     def id(self) -> str | None:
@@ -275,17 +280,20 @@ class ServerSentEvent:
     @property
     def retry(self) -> int | None:
         """The reconnection time, in milliseconds, that this event sets in the client."""
-        return self._retry
+        more = self._more
+        return None if more is None else more[2]
 
     @property
     def comment(self) -> str | None:
         """The comment sent as ``:`` lines (ignored by clients)."""
-        return self._comment
+        more = self._more
+        return None if more is None else more[3]
 
     @property
     def data_text(self) -> str | None:
         """The data as it is sent: the str itself, or the JSON text of any other object."""
-        return self._text
+        more = self._more
+        return self._data if more is None else more[0]
 
     def with_id(self, id: str | None) -> ServerSentEvent:
         """A copy of this event with another ``id``; the data is not encoded again.
@@ -297,12 +305,9 @@ class ServerSentEvent:
         id = _check_name(id, "id", "\r\n\0")
         copy = object.__new__(ServerSentEvent)
         copy._data = self._data
-        copy._event = self._event
         copy._id = id
-        copy._retry = self._retry
-        copy._comment = self._comment
-        copy._text = self._text
-        copy._wire = _encode_fields(self._text, self._event, id, self._retry, self._comment)
+        copy._more = self._more
+        copy._wire = _encode_fields(self.data_text, self.event, id, self.retry, self.comment)
         return copy
 
     def encode(self) -> bytes:
@@ -315,7 +320,7 @@ class ServerSentEvent:
         return self._wire
 
     def _fields(self) -> tuple[Any, ...]:
-        return (self._data, self._event, self._id, self._retry, self._comment)
+        return (self._data, self.event, self._id, self.retry, self.comment)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not ServerSentEvent:
