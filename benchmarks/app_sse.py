@@ -56,7 +56,8 @@ class _HeadersThenWait(Response):
     headers and one comment, then a wait, with no disconnect watching, no pings and no producer."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8")]  # no content-length
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b":\n\n", "more_body": True})
         await _forever()
 
@@ -64,7 +65,7 @@ class _HeadersThenWait(Response):
 async def idle(request: Request) -> Response:
     side = request.path_params["side"]
     if side == "floor":
-        return _HeadersThenWait(media_type="text/event-stream")
+        return _HeadersThenWait()
 
     async def events() -> AsyncIterator[Any]:
         await _forever()

@@ -287,7 +287,7 @@ class ChunkPump:
                 self.producer.stop_soon()
         except anyio.get_cancelled_exc_class():
             # Cancelled from outside (the server is shutting down, or a middleware gave up):
-            # the producer was closed with the task group.
+            # the producer was closed with the child tasks.
             with anyio.CancelScope(shield=True):
                 if await self._end_cleanly_when_cancelled(send):
                     await self._end(Outcome.SHUTDOWN, begun)

@@ -338,7 +338,7 @@ class ResumeAfterItems:
 
 
 class AsyncIterableProducer(Producer):
-    """An async iterable, iterated on the event loop in the response's task group."""
+    """An async iterable, iterated on the event loop in one of the response's child tasks."""
 
     def __init__(self, iterable: AsyncIterable[Any]) -> None:
         self._iterable = iterable
