@@ -111,26 +111,25 @@ class CSVEncoder:
 
     def add_many(self, rows: list[Any]) -> None:
         """Encode ``rows`` in order; plain lists and tuples go to ``writerows`` in one call."""
-        start = 0
         if self._header_due and rows:
             self.add(rows[0])
-            start = 1
+            rows = rows[1:]
         if self._escape or not all(map(_PLAIN_ROW.__contains__, map(type, rows))):
-            for row in rows[start:] if start else rows:
+            for row in rows:
                 self.add(row)
             return
         buffer = self._buffer
         mark = buffer.tell()
         try:
-            self._writer.writerows(rows[start:] if start else rows)
+            self._writer.writerows(rows)
         except csv.Error:
             # Write them again one by one: the row that fails is then named by its position.
             buffer.seek(mark)
             buffer.truncate()
-            for row in rows[start:] if start else rows:
+            for row in rows:
                 self.add(row)
         else:
-            self.count += len(rows) - start
+            self.count += len(rows)
 
     def pending(self) -> int:
         """Characters waiting in the buffer."""

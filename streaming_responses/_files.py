@@ -158,8 +158,9 @@ def _as_bytes(data: object, where: str) -> bytes:
     raise TypeError(f"{where}.read() returned {type(data).__name__}, not bytes: open the file in binary mode")
 
 
-class _SyncFileReader:
-    """A sync binary file object, read (and sought) in worker threads."""
+class _FileObjectReader:
+    """What the readers of file objects share: the object, where the body starts in it, and
+    where the last read left it (a read elsewhere seeks first)."""
 
     def __init__(self, file: Any, base: int) -> None:
         self.file = file
@@ -169,6 +170,10 @@ class _SyncFileReader:
 
     def describe(self) -> str:
         return f"the file object {self.file!r:.80}"
+
+
+class _SyncFileReader(_FileObjectReader):
+    """A sync binary file object, read (and sought) in worker threads."""
 
     def _read(self, offset: int, size: int) -> bytes:
         if offset != self.position:
@@ -186,17 +191,8 @@ class _SyncFileReader:
         await anyio.to_thread.run_sync(self.file.close)
 
 
-class _AsyncFileReader:
+class _AsyncFileReader(_FileObjectReader):
     """An async file object (aiofiles, anyio): its ``read()`` does its own thread hop."""
-
-    def __init__(self, file: Any, base: int) -> None:
-        self.file = file
-        self.base = base
-        self.position = 0
-        self.blocks_read = 0
-
-    def describe(self) -> str:
-        return f"the file object {self.file!r:.80}"
 
     async def read(self, offset: int, size: int) -> bytes:
         if offset != self.position:

@@ -38,21 +38,18 @@ class Signal:
     stream holds one of these the whole time it waits); elsewhere (trio) an anyio ``Event``.
     """
 
-    __slots__ = ("_event", "_future", "_loop")
+    __slots__ = ("_event", "_future")
 
     _event: anyio.Event | None
     _future: asyncio.Future[bool] | None
-    _loop: asyncio.AbstractEventLoop | None
 
     def __init__(self) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # pragma: no cover - only under trio
-            self._loop = None
             self._future = None
             self._event = anyio.Event()
         else:
-            self._loop = loop
             self._future = loop.create_future()
             self._event = None
 
@@ -85,8 +82,7 @@ class Signal:
             return False
         if deadline is None:
             return await future
-        assert self._loop is not None
-        timer = self._loop.call_at(deadline, self._expire)
+        timer = future.get_loop().call_at(deadline, self._expire)
         try:
             return await future
         finally:
@@ -226,6 +222,54 @@ class ChunkQueue:
             if not await signal.wait(deadline):
                 self.consumer_waiting = False
                 return bool(self.items) or self.finished
+
+
+class IdleHandOver:
+    """Hands what a batching producer holds back to the core as soon as its source waits.
+
+    Producers that gather items into larger chunks (CSV rows, template fragments) must not
+    hold them behind a wait of their source. After adding to its batch, the producer calls
+    :meth:`arm` if ``handle`` is ``None``. The check it schedules runs only while the producer
+    is suspended: the first run records ``progress()``, and if a whole loop turn later that
+    has not changed, the source is waiting and ``hand_over()`` runs. While progress goes on
+    the check re-arms itself, so a bare ``await asyncio.sleep(0)`` between items (FastAPI adds
+    one after each) does not split a batch. :meth:`cancel` when the producer ends.
+    """
+
+    __slots__ = ("_hand_over", "_loop", "_progress", "_seen", "handle")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        progress: Callable[[], int],
+        hand_over: Callable[[], None],
+    ) -> None:
+        self._loop = loop
+        self._progress = progress
+        self._hand_over = hand_over
+        self._seen = -1
+        #: The scheduled check, or ``None`` when none is pending.
+        self.handle: asyncio.Handle | None = None
+
+    def arm(self) -> None:
+        """Schedule the check (call when ``handle`` is ``None``)."""
+        self._seen = -1
+        self.handle = self._loop.call_soon(self._check)
+
+    def cancel(self) -> None:
+        """Drop a pending check."""
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def _check(self) -> None:
+        progress = self._progress()
+        if progress != self._seen:
+            self._seen = progress
+            self.handle = self._loop.call_soon(self._check)
+            return
+        self.handle = None
+        self._hand_over()
 
 
 class Producer:

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from ._producers import ChunkQueue, Producer
+from ._producers import ChunkQueue, IdleHandOver, Producer
 
 #: Encoded characters (about bytes) gathered into one chunk before it is handed to the core.
 BATCH_SIZE = 64 * 1024
@@ -214,50 +214,41 @@ class AsyncBatchProducer(Producer):
         self._iterator: AsyncIterator[Any] | None = None
         self._encoder = encoder
         self._batch_size = batch_size
-        self._handle: asyncio.Handle | None = None
-        self._seen = -1
-        self._queue: ChunkQueue | None = None
 
     async def run(self, queue: ChunkQueue) -> None:
         encoder = self._encoder
         batch_size = self._batch_size
-        self._queue = queue
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - only under trio: hand over every row
-            loop = None
         iterator = self._iterator = aiter(self._rows)
         try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - only under trio: hand over every row
             async for row in iterator:
                 encoder.add(row)
-                if encoder.pending() >= batch_size or loop is None:
-                    if queue.put(encoder.take()):
-                        await queue.wait_for_space()
-                elif self._handle is None:
-                    self._seen = -1
-                    self._handle = loop.call_soon(self._tick, loop)
-                if queue.full():  # the idle hand-over filled the queue
+                if queue.put(encoder.take()):
                     await queue.wait_for_space()
-        finally:
-            if self._handle is not None:
-                self._handle.cancel()
-                self._handle = None
+        else:
+
+            def hand_over() -> None:
+                chunk = encoder.take()
+                if chunk:
+                    queue.put(chunk)
+
+            idle = IdleHandOver(loop, lambda: encoder.count, hand_over)
+            try:
+                async for row in iterator:
+                    encoder.add(row)
+                    if encoder.pending() >= batch_size:
+                        if queue.put(encoder.take()):
+                            await queue.wait_for_space()
+                    elif idle.handle is None:
+                        idle.arm()
+                    if queue.full():  # the idle hand-over filled the queue
+                        await queue.wait_for_space()
+            finally:
+                idle.cancel()
         tail = encoder.finish()
         if tail and queue.put(tail):
             await queue.wait_for_space()
-
-    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Runs on the loop while the producer task is suspended. The first tick only records
-        # the row count; if a whole turn later no row was added, the source is waiting.
-        count = self._encoder.count
-        if count != self._seen:
-            self._seen = count
-            self._handle = loop.call_soon(self._tick, loop)
-            return
-        self._handle = None
-        chunk = self._encoder.take()
-        if chunk and self._queue is not None:
-            self._queue.put(chunk)
 
     async def close(self) -> None:
         target: object = self._iterator if self._iterator is not None else self._rows

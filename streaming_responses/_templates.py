@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from ._core import OutcomeCallback, PumpSettings
-from ._producers import ChunkQueue, Producer, fill_queue
+from ._producers import ChunkQueue, IdleHandOver, Producer, fill_queue
 from ._shutdown import ShutdownPolicy
 from ._streaming import StreamingResponse
 
@@ -137,8 +137,6 @@ class TemplateProducer(Producer):
         self._pending_size = 0
         self._committed = False
         self._queue: ChunkQueue | None = None
-        self._idle_check: asyncio.Handle | None = None
-        self._seen = -1
 
     async def run(self, queue: ChunkQueue) -> None:
         self._queue = queue
@@ -198,6 +196,7 @@ class TemplateProducer(Producer):
         append = parts.append
         chunk_bytes = self._head_bytes
         size = 0
+        idle = IdleHandOver(loop, parts.__len__, lambda: self._put_pending(queue))
         try:
             async for fragment in self._render:
                 append(fragment)
@@ -209,27 +208,12 @@ class TemplateProducer(Producer):
                     self._put_pending(queue)
                     if queue.full():
                         await queue.wait_for_space()
-                elif self._idle_check is None:
-                    self._seen = -1
-                    self._idle_check = loop.call_soon(self._hand_over_when_idle, loop)
+                elif idle.handle is None:
+                    idle.arm()
         finally:
-            if self._idle_check is not None:
-                self._idle_check.cancel()
-                self._idle_check = None
+            idle.cancel()
             # Also when rendering failed: what was rendered goes out before the error marker.
             self._put_pending(queue)
-
-    def _hand_over_when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Runs while the render is suspended. The first call records how many fragments wait;
-        # if a whole loop turn later there are no more, the render is waiting: hand them over.
-        count = len(self._pending)
-        if count != self._seen:
-            self._seen = count
-            self._idle_check = loop.call_soon(self._hand_over_when_idle, loop)
-            return
-        self._idle_check = None
-        if self._queue is not None:
-            self._put_pending(self._queue)
 
     def _put_pending(self, queue: ChunkQueue) -> None:
         text = "".join(self._pending)

@@ -27,7 +27,13 @@ from streaming_responses import (
     StreamTimeout,
 )
 from streaming_responses._core import ChildTasks, ChunkPump, Lifecycle, PumpSettings, StreamState
-from streaming_responses._producers import AsyncIterableProducer, ChunkQueue, ResumeAfterItems, fill_queue
+from streaming_responses._producers import (
+    AsyncIterableProducer,
+    ChunkQueue,
+    IdleHandOver,
+    ResumeAfterItems,
+    fill_queue,
+)
 from streaming_responses._types import Message, Write
 from tests.asgi import Recorder, http_scope
 
@@ -1180,3 +1186,23 @@ async def test_waiting_for_data_until_a_deadline_says_whether_any_came() -> None
     assert await queue.wait_for_data(loop.time() + 5) is True
     assert loop.time() - began < 2
     assert queue.take_now() == [b"late"]
+
+
+async def test_the_idle_hand_over_waits_while_progress_goes_on_and_fires_once_it_stops() -> None:
+    progress = [0]
+    handed: list[int] = []
+    idle = IdleHandOver(asyncio.get_running_loop(), lambda: progress[0], lambda: handed.append(progress[0]))
+    idle.arm()
+    for _ in range(5):  # an item per loop turn, as after FastAPI's sleep(0)
+        progress[0] += 1
+        await asyncio.sleep(0)
+    assert handed == []
+    for _ in range(3):  # the source waits
+        await asyncio.sleep(0)
+    assert handed == [5]
+    assert idle.handle is None
+    idle.arm()
+    idle.cancel()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert handed == [5]
