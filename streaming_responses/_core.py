@@ -152,20 +152,24 @@ class ChildTasks:
     """Run the coroutines ``jobs`` as child tasks of the block; cancel them and wait for them
     when it ends.
 
-    What a task group does for the pump, at a fraction of its memory. An idle event stream is
-    mostly this bookkeeping, and a server may hold thousands of them. On asyncio the children
-    are plain tasks: leaving the block cancels them and waits until they have finished, also
-    when the response itself is being cancelled (that cancellation is raised afterwards). A
-    child ending with an exception other than a cancellation (none of the pump's jobs let one
-    out) is raised from the block. Elsewhere (trio) an anyio task group does the same.
+    What an anyio task group does for the pump, at a fraction of its memory. An idle event
+    stream is mostly this bookkeeping, and a server may hold thousands of them. On asyncio the
+    children are plain tasks, each inside an anyio cancel scope. Leaving the block cancels
+    those scopes: that cancellation stops at a shielded scope inside a child, as a task group's
+    would, so a producer's shielded close still runs to the end. Then the block waits for the
+    children, also when the response itself is being cancelled (that cancellation is raised
+    afterwards). A child ending with an exception other than a cancellation is raised from the
+    block (none of the pump's jobs lets one out). Elsewhere (trio) an anyio task group is used.
     """
 
-    __slots__ = ("_group", "_jobs", "_tasks")
+    __slots__ = ("_ending", "_group", "_jobs", "_scopes", "_tasks")
 
     def __init__(self, jobs: Sequence[Coroutine[Any, Any, None]]) -> None:
         self._jobs = jobs
         self._tasks: list[asyncio.Task[None]] = []
+        self._scopes: list[anyio.CancelScope | None] = []
         self._group: anyio.abc.TaskGroup | None = None
+        self._ending = False
 
     async def __aenter__(self) -> None:
         jobs, self._jobs = self._jobs, ()
@@ -177,7 +181,16 @@ class ChildTasks:
             for job in jobs:
                 group.start_soon(_awaited, job)
             return
-        self._tasks = [loop.create_task(job) for job in jobs]
+        self._scopes = [None] * len(jobs)
+        self._tasks = [loop.create_task(self._child(index, job)) for index, job in enumerate(jobs)]
+
+    async def _child(self, index: int, job: Coroutine[Any, Any, None]) -> None:
+        if self._ending:  # the block ended before this child first ran
+            job.close()
+            return
+        with anyio.CancelScope() as scope:
+            self._scopes[index] = scope
+            await job
 
     async def __aexit__(
         self,
@@ -190,9 +203,11 @@ class ChildTasks:
             group.cancel_scope.cancel()
             await group.__aexit__(kind, error, traceback)
             return
+        self._ending = True
+        for scope in self._scopes:
+            if scope is not None:
+                scope.cancel()
         tasks = self._tasks
-        for task in tasks:
-            task.cancel()
         cancelled: BaseException | None = None
         pending = [task for task in tasks if not task.done()]
         while pending:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import inspect
 import logging
 import sys
 import threading
 import time
 import types
+import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
 from streaming_responses import (
@@ -1145,8 +1148,9 @@ async def test_child_tasks_are_finished_before_a_cancellation_of_the_block_goes_
         try:
             await asyncio.Event().wait()
         finally:
-            await asyncio.sleep(0.05)
-            finished.append("child")
+            with anyio.CancelScope(shield=True):  # as the pump's close of a producer is
+                await asyncio.sleep(0.05)
+                finished.append("child")
 
     async def block() -> None:
         async with ChildTasks([slow_to_close()]):
@@ -1158,6 +1162,37 @@ async def test_child_tasks_are_finished_before_a_cancellation_of_the_block_goes_
     with pytest.raises(asyncio.CancelledError):
         await task
     assert finished == ["child"]
+
+
+async def test_leaving_the_block_lets_a_shielded_cleanup_in_a_child_run_to_its_end() -> None:
+    # A producer whose own cleanup is shielded (closing a sync generator in a thread) must be
+    # closed by the time the block ends, not left for the garbage collector.
+    steps: list[str] = []
+    entered = asyncio.Event()
+
+    async def closes_in_a_thread() -> None:
+        with anyio.CancelScope(shield=True):
+            entered.set()
+            await anyio.to_thread.run_sync(time.sleep, 0.05)
+            steps.append("closed")
+
+    async with ChildTasks([closes_in_a_thread()]):
+        await entered.wait()  # the block ends while the child is inside its shielded close
+    assert steps == ["closed"]
+
+
+async def test_a_child_that_never_ran_is_closed_without_a_warning() -> None:
+    ran: list[bool] = []
+
+    async def job() -> None:
+        ran.append(True)  # pragma: no cover - must not run
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        async with ChildTasks([job()]):
+            pass
+        gc.collect()
+    assert ran == []
 
 
 async def test_leaving_the_block_cancels_the_children() -> None:
