@@ -20,21 +20,36 @@ from __future__ import annotations
 import importlib as _importlib
 import typing as _typing
 
-from ._broker import EventBroker, EventsLost, SubscriberTooSlow, Subscription
+from ._broker import EventBroker, Subscription
 from ._csv import CSVResponse
-from ._exceptions import ContentLengthError, ResponseStateError, StreamError, StreamShutdown, StreamTimeout
-from ._files import FileChangedError, FileResponse, FileResponseError
+from ._events import ServerSentEvent
+from ._exceptions import (
+    BrokerClosed,
+    BrokerError,
+    ContentLengthError,
+    EventsLost,
+    FileChangedError,
+    FileResponseError,
+    ResponseStateError,
+    StreamError,
+    StreamShutdown,
+    StreamTimeout,
+    SubscriberTooSlow,
+)
+from ._files import FileResponse
 from ._framing import Framing
 from ._jsonlines import JSONLinesResponse
 from ._outcome import Outcome, StreamOutcome
 from ._shutdown import ShutdownPolicy, end_all_streams
-from ._sse import EventSourceResponse, ServerSentEvent, last_event_id
+from ._sse import EventSourceResponse, last_event_id
 from ._streaming import StreamingResponse
 
 if _typing.TYPE_CHECKING:
     from ._templates import StreamingTemplateResponse, StreamingTemplates  # pragma: no cover
 
 __all__ = (
+    "BrokerClosed",
+    "BrokerError",
     "CSVResponse",
     "ContentLengthError",
     "EventBroker",

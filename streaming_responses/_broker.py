@@ -1,6 +1,6 @@
 """An in-process event broker: publish once, deliver to many event streams, replay on resume.
 
-This module owns the fan-out of :class:`~._sse.ServerSentEvent` objects to subscriptions, the
+This module owns the fan-out of :class:`~._events.ServerSentEvent` objects to subscriptions, the
 bounded replay history behind ``Last-Event-ID``, and the rule for subscribers that fall
 behind. The rules that keep it simple and exact:
 
@@ -25,56 +25,8 @@ from collections import deque
 from itertools import islice
 from types import TracebackType
 
-from ._exceptions import StreamError
-from ._sse import ServerSentEvent, as_event
-
-
-class SubscriberTooSlow(StreamError):
-    """The subscription fell more than ``subscriber_buffer`` events behind and was dropped.
-
-    Raised by the subscription's iterator. In an event stream, let it propagate (the client
-    gets the error event, reconnects with its ``Last-Event-ID`` and is replayed what it
-    missed from the history), or catch it and ``return`` to end the stream normally, which
-    makes a browser reconnect the same way.
-
-    Example::
-
-        try:
-            async for event in events:
-                yield event
-        except SubscriberTooSlow:
-            return  # the browser reconnects and resumes from the history
-    """
-
-    def __init__(self, buffer: int) -> None:
-        self.buffer = buffer
-        super().__init__(
-            f"the subscriber fell more than subscriber_buffer={buffer} events behind and was dropped"
-        )
-
-
-class EventsLost(StreamError, LookupError):
-    """``subscribe(last_event_id)`` cannot replay exactly: that id is not in the history.
-
-    Either the events after it are older than the history keeps, or the id was never
-    published by this broker (a restarted process, another server behind a load balancer).
-    The stream should tell the client to reload its state, then subscribe without an id.
-
-    Example::
-
-        try:
-            subscription = broker.subscribe(last_event_id(request))
-        except EventsLost:
-            yield ServerSentEvent(event="reset")  # the page reloads what it shows
-            subscription = broker.subscribe()
-    """
-
-    def __init__(self, last_event_id: str) -> None:
-        self.last_event_id = last_event_id
-        super().__init__(
-            f"cannot resume after event id {last_event_id!r}: it is not in the broker's history "
-            "(too old, or never published here)"
-        )
+from ._events import ServerSentEvent, as_event
+from ._exceptions import BrokerClosed, EventsLost, SubscriberTooSlow
 
 
 class Subscription:
@@ -268,7 +220,7 @@ class EventBroker:
         event = as_event(event)
         with self._lock:
             if self._closed:
-                raise RuntimeError("publish() on a closed EventBroker")
+                raise BrokerClosed("publish")
             if event.id is None:
                 event = event.with_id(str(self._next_id))
                 self._next_id += 1
@@ -307,7 +259,7 @@ class EventBroker:
         """
         with self._lock:
             if self._closed:
-                raise RuntimeError("subscribe() on a closed EventBroker")
+                raise BrokerClosed("subscribe")
             replay: list[ServerSentEvent] = []
             if last_event_id:
                 position = self._positions.get(last_event_id)

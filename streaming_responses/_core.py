@@ -1,60 +1,59 @@
 """The chunk pump: the only module that calls ASGI ``send`` and ``receive``.
 
 Every response class is an adapter that hands the pump a :class:`~._producers.Producer` and its
-settings; the pump decides when to start, how to frame, when to flush, when to give up, and how
-to end. The rule that keeps it simple: decisions are asked of the pure functions in
-``_framing.py``; this module only sequences them and acts on the answers.
+:class:`PumpSettings`; the pump sequences one response: when to start, what to do with each
+batch, when to give up, and how to end. The rule that keeps it simple: the pump decides
+nothing itself. It asks the pure functions (:func:`~._framing.plan_batch` for each batch,
+:func:`~._endings.decide_ending` for the end), keeps the answers' facts in one
+:class:`~._state.ResponseState`, and acts.
 
-One response runs three cooperating pieces, two of them in child tasks (:class:`ChildTasks`):
+Every body byte leaves through one method, :meth:`ChunkPump._emit` (the producer's chunks, the
+opening chunk, keep-alive pings, the error and the shutdown chunk alike), which also counts
+what was sent; trailers leave through :meth:`ChunkPump._emit_trailers` and the response start
+through :meth:`ChunkPump._send_start`. A transform of the body belongs there and nowhere else.
+
+One response runs three cooperating pieces, two of them in child tasks (:class:`~._tasks.ChildTasks`):
 
 * the producer task fills a bounded :class:`~._producers.ChunkQueue`;
 * the sender (the response's own task) takes whatever is queued, joins it into one message
   and sends it; it never waits for more than is already there;
 * the listener reads ``receive()`` for ``http.disconnect``, because no server in use reports
   ASGI spec 2.4 and ``send()`` stays silent once the client is gone.
-
-Adapters shape the wire through :class:`PumpSettings` alone: keep-alive chunks while idle, an
-opening chunk, a last chunk on errors and on shutdown, a bound on each ``send()``, and
-``http.response.pathsend`` for whole files. They never call ``send`` themselves.
 """
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from contextlib import suppress
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any
 
 import anyio
-import anyio.abc
 import anyio.lowlevel
 from starlette.requests import ClientDisconnect
 
-from ._exceptions import ContentLengthError, ResponseStateError, StreamShutdown, StreamTimeout
-from ._framing import (
+from ._endings import (
     TRAILER_DECLARATION,
-    Framing,
-    FramingDecision,
-    body_allowed,
-    decide_framing,
+    Ending,
+    decide_ending,
+    failure_outcome,
     status_trailers,
     trailers_eligible,
 )
-from ._outcome import Outcome, StreamOutcome
+from ._exceptions import ContentLengthError, ResponseStateError, StreamShutdown, StreamTimeout
+from ._framing import BatchPlan, Failure, FramingDecision, body_allowed, decide_framing, plan_batch
+from ._outcome import Outcome, OutcomeCallback, StreamOutcome
 from ._producers import ChunkQueue, Producer, close_quietly
 from ._shutdown import REGISTRY, ShutdownPolicy
+from ._state import Gone, ResponseState
+from ._tasks import ChildTasks
 from ._types import Message, RawHeaders, Receive, Scope, Send
 
 logger = logging.getLogger("streaming_responses")
 
-#: The callback type of ``on_outcome``: a plain or async function of one StreamOutcome.
-OutcomeCallback = Callable[[StreamOutcome], "Awaitable[object] | object"]
+__all__ = ("ChildTasks", "ChunkPump", "ErrorChunk", "OutcomeCallback", "PumpSettings")
+
 #: Bytes to send once a started stream fails (an SSE ``event: error``), or ``None`` for none.
 ErrorChunk = Callable[[BaseException], "bytes | None"]
 
@@ -65,51 +64,6 @@ COURTESY_SEND_TIMEOUT = 5.0
 MAX_GATHER_TURNS = 4096
 #: Seconds the core spends ending a stream cleanly after the server cancelled it.
 CANCELLED_END_TIMEOUT = 0.5
-
-
-class StreamState(enum.Enum):
-    """Where one response is in its life; every step checks the state it comes from."""
-
-    PENDING = "pending"  # nothing sent yet: an error still reaches the exception handlers
-    STREAMING = "streaming"  # headers sent: an error can only be signalled on the wire
-    FINISHED = "finished"  # the final body message (and trailers) went out
-    FAILED = "failed"  # ended by an error, a timeout or a disconnect
-
-
-class Lifecycle:
-    """The state of one response, refusing out-of-order steps with :class:`ResponseStateError`."""
-
-    __slots__ = ("started", "state")
-
-    def __init__(self) -> None:
-        self.state = StreamState.PENDING
-        #: Whether the response start was sent; stays true once the response fails.
-        self.started = False
-
-    @property
-    def finished(self) -> bool:
-        """Whether the final body message (and trailers) went out."""
-        return self.state is StreamState.FINISHED
-
-    def start(self) -> None:
-        self._require(StreamState.PENDING, "send the response start")
-        self.state = StreamState.STREAMING
-        self.started = True
-
-    def finish(self) -> None:
-        self._require(StreamState.STREAMING, "finish the body")
-        self.state = StreamState.FINISHED
-
-    def fail(self) -> None:
-        if self.state is StreamState.FINISHED:
-            raise ResponseStateError("cannot fail a response that already finished")
-        self.state = StreamState.FAILED
-
-    def _require(self, expected: StreamState, step: str) -> None:
-        if self.state is not expected:
-            raise ResponseStateError(
-                f"cannot {step}: the response is {self.state.value}, not {expected.value}"
-            )
 
 
 @dataclass(frozen=True)
@@ -144,86 +98,6 @@ class PumpSettings:
     pathsend: str | None = None
 
 
-async def _awaited(coroutine: Coroutine[Any, Any, None]) -> None:  # pragma: no cover - trio only
-    await coroutine
-
-
-class ChildTasks:
-    """Run the coroutines ``jobs`` as child tasks of the block; cancel them and wait for them
-    when it ends.
-
-    What an anyio task group does for the pump, at a fraction of its memory. An idle event
-    stream is mostly this bookkeeping, and a server may hold thousands of them. On asyncio the
-    children are plain tasks, each inside an anyio cancel scope. Leaving the block cancels
-    those scopes: that cancellation stops at a shielded scope inside a child, as a task group's
-    would, so a producer's shielded close still runs to the end. Then the block waits for the
-    children, also when the response itself is being cancelled (that cancellation is raised
-    afterwards). A child ending with an exception other than a cancellation is raised from the
-    block (none of the pump's jobs lets one out). Elsewhere (trio) an anyio task group is used.
-    """
-
-    __slots__ = ("_ending", "_group", "_jobs", "_scopes", "_tasks")
-
-    def __init__(self, jobs: Sequence[Coroutine[Any, Any, None]]) -> None:
-        self._jobs = jobs
-        self._tasks: list[asyncio.Task[None]] = []
-        self._scopes: list[anyio.CancelScope | None] = []
-        self._group: anyio.abc.TaskGroup | None = None
-        self._ending = False
-
-    async def __aenter__(self) -> None:
-        jobs, self._jobs = self._jobs, ()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - only under trio
-            self._group = group = anyio.create_task_group()
-            await group.__aenter__()
-            for job in jobs:
-                group.start_soon(_awaited, job)
-            return
-        self._scopes = [None] * len(jobs)
-        self._tasks = [loop.create_task(self._child(index, job)) for index, job in enumerate(jobs)]
-
-    async def _child(self, index: int, job: Coroutine[Any, Any, None]) -> None:
-        if self._ending:  # the block ended before this child first ran
-            job.close()
-            return
-        with anyio.CancelScope() as scope:
-            self._scopes[index] = scope
-            await job
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        group = self._group
-        if group is not None:  # pragma: no cover - only under trio
-            group.cancel_scope.cancel()
-            await group.__aexit__(kind, error, traceback)
-            return
-        self._ending = True
-        for scope in self._scopes:
-            if scope is not None:
-                scope.cancel()
-        tasks = self._tasks
-        cancelled: BaseException | None = None
-        pending = [task for task in tasks if not task.done()]
-        while pending:
-            try:
-                await asyncio.wait(pending)
-            except asyncio.CancelledError as exc:
-                cancelled = exc  # the children finish first; then the cancellation goes on
-            pending = [task for task in pending if not task.done()]
-        if cancelled is not None:
-            raise cancelled
-        for task in tasks:
-            problem = None if task.cancelled() else task.exception()
-            if problem is not None:  # pragma: no cover - the pump's jobs catch what they raise
-                raise problem
-
-
 class ChunkPump:
     """Drive one producer to one ASGI connection. Create one per response call.
 
@@ -242,49 +116,46 @@ class ChunkPump:
         self.settings = settings
         self.producer = producer
         self.on_outcome = on_outcome
-        self.lifecycle = Lifecycle()
-        self.bytes_sent = 0
-        self.framing: Framing | None = None
-        self.trailers = False
+        #: Where the response is; the one object the ending is decided from.
+        self.state = ResponseState()
         #: The record of how the response ended, once it has (also when run() raised).
         self.outcome: StreamOutcome | None = None
-        self._disconnected = False
-        self._shutdown_requested = False
-        self._send_timed_out = False
+        self._messages = 0
+        self._begun = 0.0
+        self._first_byte: float | None = None
+        self._track_sends = settings.keepalive is not None
         self._body_warning_given = False
         self._main_scope = anyio.CancelScope()
-        self._last_send = 0.0
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> StreamOutcome:
-        begun = time.perf_counter()
+        self._begun = time.perf_counter()
         settings = self.settings
         method = scope.get("method", "GET")
         if not body_allowed(method, settings.status_code):
-            return await self._run_without_body(method, send, begun)
+            return await self._run_without_body(method, send)
         if settings.pathsend is not None and "http.response.pathsend" in scope.get("extensions", {}):
-            return await self._run_pathsend(settings.pathsend, send, begun)
+            return await self._run_pathsend(settings.pathsend, send)
+        self.state.trailers_allowed = trailers_eligible(scope)
         if settings.send_timeout is not None:
             send = self._bounded(send, settings.send_timeout)
         if settings.shutdown is ShutdownPolicy.WAIT:
-            return await self._run_body(scope, receive, send, begun)
+            return await self._run_body(receive, send)
         REGISTRY.register(self.request_shutdown)
         try:
-            return await self._run_body(scope, receive, send, begun)
+            return await self._run_body(receive, send)
         finally:
             REGISTRY.unregister(self.request_shutdown)
 
     def request_shutdown(self) -> None:
         """End this stream as its shutdown policy says (called by the shutdown registry)."""
-        if self.lifecycle.state in (StreamState.FINISHED, StreamState.FAILED):
+        if self.state.ended:
             return
-        self._shutdown_requested = True
+        self.state.shutdown_requested = True
         self.producer.stop_soon()
         self._main_scope.cancel()
 
-    async def _run_body(self, scope: Scope, receive: Receive, send: Send, begun: float) -> StreamOutcome:
+    async def _run_body(self, receive: Receive, send: Send) -> StreamOutcome:
         settings = self.settings
-
-        self.trailers = trailers_eligible(scope)
         queue = ChunkQueue(settings.message_bytes, settings.charset)
         error: BaseException | None = None
         if settings.timeout is not None:
@@ -304,29 +175,42 @@ class ChunkPump:
             # Cancelled from outside (the server is shutting down, or a middleware gave up):
             # the producer was closed with the child tasks.
             with anyio.CancelScope(shield=True):
-                if await self._end_cleanly_when_cancelled(send):
-                    await self._end(Outcome.SHUTDOWN, begun)
-                else:
-                    await self._end(Outcome.DISCONNECTED, begun)
+                await self._end_when_cancelled(send)
             raise
+        error = self._stopped_by(error)
+        return await self._conclude(self._decide(error), error, send)
 
-        if error is None and self.lifecycle.state is StreamState.FINISHED:
-            # A disconnect seen after the final message does not undo a complete response.
-            return await self._end(Outcome.COMPLETE, begun)
-        if self._disconnected and error is None:
-            return await self._end(Outcome.DISCONNECTED, begun)
-        if self._shutdown_requested and error is None:
-            return await self._shut_down(send, begun)
-        if self._main_scope.cancelled_caught and error is None:
-            assert settings.timeout is not None
-            error = StreamTimeout("timeout", settings.timeout)
+    def _stopped_by(self, error: BaseException | None) -> BaseException | None:
+        """The exception that stopped the body, once the reasons without one are accounted for."""
+        state = self.state
         if isinstance(error, ClientDisconnect):
             # A duplex producer saw the disconnect while reading request.stream().
-            self._disconnected = True
-            return await self._end(Outcome.DISCONNECTED, begun)
-        if error is None:  # pragma: no cover - every path without an error finishes above
-            raise ResponseStateError("the body ended without finishing the response")
-        return await self._fail(error, send, begun)
+            state.client_left(Gone.DISCONNECTED)
+            return None
+        if error is not None or state.finished or state.gone is not None:
+            return error
+        if state.shutdown_requested:
+            return StreamShutdown() if self.settings.shutdown is ShutdownPolicy.ABORT else None
+        if self._main_scope.cancelled_caught:
+            timeout = self.settings.timeout
+            assert timeout is not None
+            return StreamTimeout("timeout", timeout)
+        return None
+
+    def _decide(self, error: BaseException | None, *, cancelled: bool = False) -> Ending:
+        state = self.state
+        settings = self.settings
+        return decide_ending(
+            phase=state.phase,
+            failure=None if error is None else failure_outcome(error),
+            client_gone=state.gone is not None,
+            shutdown_requested=state.shutdown_requested,
+            cancelled=cancelled,
+            policy=settings.shutdown,
+            trailers_allowed=state.trailers_allowed,
+            has_error_chunk=settings.error_chunk is not None,
+            has_shutdown_chunk=bool(settings.shutdown_chunk),
+        )
 
     # -- the three pieces ----------------------------------------------------------------
 
@@ -353,7 +237,7 @@ class ChunkPump:
                 return
             kind = message.get("type")
             if kind == "http.disconnect":
-                self._disconnected = True
+                self.state.client_left(Gone.DISCONNECTED)
                 self.producer.stop_soon()
                 self._main_scope.cancel()
                 return
@@ -370,91 +254,93 @@ class ChunkPump:
             )
 
     async def _send_body(self, queue: ChunkQueue, send: Send) -> None:
+        """The sender: take what is queued, ask :func:`plan_batch` what to do, do it."""
         settings = self.settings
-        declared = settings.declared_length
-        idle = settings.idle_timeout
-        lifecycle = self.lifecycle
-        looked_again = False
-        keepalive = settings.keepalive
+        state = self.state
         if settings.start_immediately:
             await self._send_start(send, decide_framing_now(settings, None))
             if settings.opening_chunk:
-                await self._send_chunk(send, settings.opening_chunk)
+                await self._emit(send, settings.opening_chunk, more=True)
+        looked_again = False
         while True:
             if not queue.items and not queue.finished:
-                if keepalive is not None and lifecycle.started:
-                    await self._wait_keeping_alive(queue, send, idle, keepalive)
-                elif idle is None:
-                    await queue.wait_for_data()
-                else:
-                    with anyio.move_on_after(idle) as idle_scope:
-                        await queue.wait_for_data()
-                    if idle_scope.cancelled_caught:
-                        raise StreamTimeout("idle_timeout", idle)
-            if not lifecycle.started and not looked_again:
+                await self._wait_for_data(queue, send)
+            if not state.started and not looked_again:
                 # Let a producer that is about to finish (or fail) do so before the headers
                 # go out: one loop turn buys Content-Length for small bodies and a clean 500
                 # for a generator that fails right after its first chunk.
                 looked_again = True
                 await anyio.lowlevel.checkpoint()
-            elif lifecycle.started and not queue.finished:
+            elif state.started and not queue.finished:
                 await gather_while_flowing(queue)
             # Read `finished` before looking at the items: it is set after the last append.
             finished = queue.finished
             chunks = queue.take_now()
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            size = len(body)
-            queue.consumed(size)
+            queue.consumed(len(body))
             last = finished and not queue.items
-            failed = last and queue.error is not None
-
-            if not lifecycle.started:
-                if failed:
-                    raise_error(queue)
-                if last:
-                    # The whole body exists before the first send: frame it with its length.
-                    decision = decide_framing_now(settings, size)
-                    if declared is not None and size != declared:
-                        raise ContentLengthError(declared, size, ended=size < declared)
-                    await self._send_start(send, decision)
-                    await self._send_final(send, body)
-                    return
-                await self._send_start(send, decide_framing_now(settings, None))
-
-            total = self.bytes_sent + size
-            if declared is not None and total > declared:
-                raise ContentLengthError(declared, total, ended=False)
-            if last and not failed and (declared is None or total == declared):
-                await self._send_final(send, body)
+            plan = plan_batch(
+                started=state.started,
+                status_code=settings.status_code,
+                declared_length=settings.declared_length,
+                sent=state.bytes_sent,
+                size=len(body),
+                last=last,
+                failed=last and queue.error is not None,
+            )
+            if await self._carry_out(plan, body, send):
                 return
-            if size:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-                self.bytes_sent = total
-                if keepalive is not None:
-                    self._last_send = anyio.current_time()
-            if failed:
-                raise_error(queue)
-            if last:
-                assert declared is not None
-                raise ContentLengthError(declared, total, ended=True)
+            if plan.failure is not None:
+                raise self._failure(plan, queue)
+
+    async def _carry_out(self, plan: BatchPlan, body: bytes, send: Send) -> bool:
+        """Send what ``plan`` says; return whether the response finished."""
+        if plan.start is not None:
+            await self._send_start(send, plan.start)
+        if plan.final:
+            await self._finish_body(send, body, None)
+            return True
+        if plan.send:
+            await self._emit(send, body, more=True)
+        return False
+
+    def _failure(self, plan: BatchPlan, queue: ChunkQueue) -> BaseException:
+        if plan.failure is Failure.PRODUCER:
+            assert queue.error is not None
+            return queue.error
+        declared = self.settings.declared_length
+        assert declared is not None
+        return ContentLengthError(declared, plan.produced, ended=plan.failure is Failure.TOO_SHORT)
+
+    async def _wait_for_data(self, queue: ChunkQueue, send: Send) -> None:
+        """Wait until the producer queued something or ended, within ``idle_timeout``."""
+        settings = self.settings
+        idle = settings.idle_timeout
+        if settings.keepalive is not None and self.state.started:
+            await self._wait_keeping_alive(queue, send, idle, settings.keepalive)
+        elif idle is None:
+            await queue.wait_for_data()
+        elif not await queue.wait_for_data(anyio.current_time() + idle):
+            raise StreamTimeout("idle_timeout", idle)
 
     async def _wait_keeping_alive(
         self, queue: ChunkQueue, send: Send, idle: float | None, keepalive: float
     ) -> None:
         """Wait for data, sending the keep-alive chunk after ``keepalive`` s without a send."""
+        state = self.state
         idle_deadline = None if idle is None else anyio.current_time() + idle
         while True:
-            ping_at = self._last_send + keepalive
+            ping_at = state.last_send + keepalive
             deadline = ping_at if idle_deadline is None else min(ping_at, idle_deadline)
             if await queue.wait_for_data(deadline):
                 return
             if idle_deadline is not None and anyio.current_time() >= idle_deadline:
                 assert idle is not None
                 raise StreamTimeout("idle_timeout", idle)
-            if anyio.current_time() >= self._last_send + keepalive:
-                await self._send_chunk(send, self.settings.keepalive_chunk)
+            if anyio.current_time() >= state.last_send + keepalive:
+                await self._emit(send, self.settings.keepalive_chunk, more=True)
 
-    # -- sending -------------------------------------------------------------------------
+    # -- sending: the only calls to send() -----------------------------------------------
 
     def _bounded(self, send: Send, seconds: float) -> Send:
         """``send`` limited to ``seconds`` per call: past that the client is taken as gone."""
@@ -463,21 +349,34 @@ class ChunkPump:
             with anyio.move_on_after(seconds) as scope:
                 await send(message)
             if scope.cancelled_caught:
-                self._send_timed_out = True
+                self.state.client_left(Gone.STOPPED_READING)
                 raise StreamTimeout("send_timeout", seconds)
 
         return bounded_send
 
-    async def _send_chunk(self, send: Send, chunk: bytes) -> None:
-        """Send bytes that are not the producer's (opening, keep-alive, error, last chunks)."""
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        self.bytes_sent += len(chunk)
-        self._last_send = anyio.current_time()
+    async def _emit(self, send: Send, body: bytes, *, more: bool) -> None:
+        """Send body bytes: the one place an ``http.response.body`` message is sent.
+
+        Every chunk goes through here, the producer's and the core's own (opening, keep-alive,
+        error and shutdown chunks), and so does the final, possibly empty, message.
+        """
+        await send({"type": "http.response.body", "body": body, "more_body": more})
+        state = self.state
+        state.sent(len(body))
+        self._messages += 1
+        if self._track_sends:
+            state.last_send = anyio.current_time()
+
+    async def _emit_trailers(self, send: Send, error: BaseException | None) -> None:
+        """Send the trailer fields that end the stream: the one place trailers are sent."""
+        await send({"type": "http.response.trailers", "headers": status_trailers(error)})
 
     async def _send_start(self, send: Send, decision: FramingDecision) -> None:
-        self._last_send = anyio.current_time()
-        self.lifecycle.start()
-        self.framing = decision.framing
+        """Send the response start: the one place ``http.response.start`` is sent."""
+        state = self.state
+        state.start(decision.framing)
+        state.last_send = anyio.current_time()
+        self._first_byte = time.perf_counter() - self._begun
         headers = list(self.settings.raw_headers)
         if decision.content_length is not None:
             headers.append((b"content-length", str(decision.content_length).encode("ascii")))
@@ -486,19 +385,19 @@ class ChunkPump:
             "status": self.settings.status_code,
             "headers": headers,
         }
-        if self.trailers:
+        if state.trailers_allowed:
             headers.append(TRAILER_DECLARATION)
             message["trailers"] = True
         await send(message)
 
-    async def _send_final(self, send: Send, body: bytes) -> None:
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-        self.bytes_sent += len(body)
-        if self.trailers:
-            await send({"type": "http.response.trailers", "headers": status_trailers(None)})
-        self.lifecycle.finish()
+    async def _finish_body(self, send: Send, body: bytes, error: BaseException | None) -> None:
+        """Send the final body message, then the trailers where they can reach the client."""
+        await self._emit(send, body, more=False)
+        if self.state.trailers_allowed:
+            await self._emit_trailers(send, error)
+        self.state.finish()
 
-    async def _run_without_body(self, method: str, send: Send, begun: float) -> StreamOutcome:
+    async def _run_without_body(self, method: str, send: Send) -> StreamOutcome:
         # HEAD, 1xx, 204, 304: the producer is closed without being iterated (RFC 9110 §9.3.2).
         problem = await close_quietly(self.producer)
         if problem is not None:
@@ -510,11 +409,10 @@ class ChunkPump:
             complete_length=None,
         )
         await self._send_start(send, decision)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        self.lifecycle.finish()
-        return await self._end(Outcome.COMPLETE, begun)
+        await self._finish_body(send, b"", None)
+        return await self._report(Outcome.COMPLETE)
 
-    async def _run_pathsend(self, path: str, send: Send, begun: float) -> StreamOutcome:
+    async def _run_pathsend(self, path: str, send: Send) -> StreamOutcome:
         # ASGI "Path Send" extension: the server sends the file itself (granian, zero copy).
         # The producer, built for servers without the extension, is closed unread.
         declared = self.settings.declared_length
@@ -525,111 +423,101 @@ class ChunkPump:
             logger.warning("closing the producer raised %r", problem, exc_info=problem)
         await self._send_start(send, decide_framing_now(self.settings, declared))
         await send({"type": "http.response.pathsend", "path": path})
-        self.bytes_sent = declared
-        self.lifecycle.finish()
-        return await self._end(Outcome.COMPLETE, begun)
+        self.state.bytes_sent = declared
+        self.state.finish()
+        return await self._report(Outcome.COMPLETE)
 
     # -- endings -------------------------------------------------------------------------
 
-    async def _end_cleanly_when_cancelled(self, send: Send) -> bool:
-        """Terminate an ``END`` stream's body when the server cancels the response.
+    async def _end_when_cancelled(self, send: Send) -> None:
+        """End a response the server cancelled (its shutdown), as its policy says.
 
         Some servers give the application no notice of a shutdown at all (hypercorn's worker
         processes learn of it through a multiprocessing event and cancel what is left after
-        ``--graceful-timeout``); an event stream should still end cleanly then.
+        ``--graceful-timeout``); an ``END`` event stream should still end cleanly then.
         """
-        settings = self.settings
-        if (
-            settings.shutdown is not ShutdownPolicy.END
-            or self.lifecycle.state is not StreamState.STREAMING
-            or self._disconnected
-            or self._send_timed_out
-        ):
-            return False
-        with anyio.move_on_after(CANCELLED_END_TIMEOUT):
-            if settings.shutdown_chunk:
-                await self._send_chunk(send, settings.shutdown_chunk)
-            await self._send_final(send, b"")
-        return self.lifecycle.finished
+        ending = self._decide(None, cancelled=True)
+        if ending.finish:
+            with anyio.move_on_after(CANCELLED_END_TIMEOUT):
+                await self._courtesy(ending, None, send)
+        if not self.state.finished:
+            self.state.fail()
+            ending = Ending(Outcome.DISCONNECTED)
+        await self._report(ending.outcome)
 
-    async def _shut_down(self, send: Send, begun: float) -> StreamOutcome:
-        """End a stream the server's shutdown (or end_all_streams()) asked to end."""
-        settings = self.settings
-        if settings.shutdown is ShutdownPolicy.ABORT:
-            return await self._fail(StreamShutdown(), send, begun)
-        with anyio.move_on_after(settings.send_timeout or COURTESY_SEND_TIMEOUT):
-            if not self.lifecycle.started:
-                await self._send_start(send, decide_framing_now(settings, None))
-            if settings.shutdown_chunk:
-                await self._send_chunk(send, settings.shutdown_chunk)
-            await self._send_final(send, b"")
-        if self.lifecycle.state is not StreamState.FINISHED:
-            # The client did not take the last bytes in time: cut it off rather than wait.
-            self.lifecycle.fail()
-            await self._end(Outcome.SHUTDOWN, begun)
-            raise StreamShutdown()
-        return await self._end(Outcome.SHUTDOWN, begun)
-
-    async def _fail(self, error: BaseException, send: Send, begun: float) -> StreamOutcome:
-        if isinstance(error, StreamTimeout):
-            kind = Outcome.TIMEOUT
-        elif isinstance(error, StreamShutdown):
-            kind = Outcome.SHUTDOWN
-        else:
-            kind = Outcome.ERROR
-        started = self.lifecycle.started
-        finished = self.lifecycle.state is StreamState.FINISHED
-        if not finished:
-            self.lifecycle.fail()
-        if not started:
+    async def _conclude(self, ending: Ending, error: BaseException | None, send: Send) -> StreamOutcome:
+        """Carry out ``ending``: raise to the app, end cleanly, or end and abort."""
+        state = self.state
+        if ending.propagate:
+            assert error is not None
+            state.fail()
             # Nothing was sent: the application's exception handlers answer (404, 500, ...).
-            await self._end(kind, begun, error)
+            await self._report(ending.outcome, error)
             raise error
-        logger.error(
-            "streamed response failed after %d bytes: %s: %s",
-            self.bytes_sent,
-            type(error).__name__,
-            error,
-            exc_info=error,
-        )
-        courteous = not finished and not self._disconnected and not self._send_timed_out
-        if courteous and self.settings.error_chunk is not None:
-            await self._send_error_chunk(send, error)
-        if self.trailers and courteous and not self._send_timed_out:
-            # RFC 9110 §6.5: trailers can say the body is incomplete where a status no longer can.
-            with anyio.move_on_after(self.settings.send_timeout or COURTESY_SEND_TIMEOUT):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                await send({"type": "http.response.trailers", "headers": status_trailers(error)})
-                return await self._end(kind, begun, error)
-        await self._end(kind, begun, error)
-        # Re-raising is the only honest signal left on HTTP/1.1: the server drops the
-        # connection, so a chunked body is never terminated and a sized one ends short.
-        raise error
+        if ending.log:
+            logger.error(
+                "streamed response failed after %d bytes: %s: %s",
+                state.bytes_sent,
+                type(error).__name__,
+                error,
+                exc_info=error,
+            )
+        if ending.start or ending.error_chunk or ending.shutdown_chunk or ending.finish:
+            bound = self.settings.send_timeout or COURTESY_SEND_TIMEOUT
+            with anyio.move_on_after(bound):
+                await self._courtesy(ending, error, send)
+        if state.finished:
+            return await self._report(ending.outcome, error)
+        state.fail()
+        outcome = await self._report(ending.outcome, error)
+        if ending.abort or ending.finish:
+            # Re-raising is the only honest signal left on HTTP/1.1: the server drops the
+            # connection, so a chunked body is never terminated and a sized one ends short.
+            # (A clean end that could not be sent in time is cut off the same way.)
+            raise error if error is not None else StreamShutdown()
+        return outcome
 
-    async def _send_error_chunk(self, send: Send, error: BaseException) -> None:
+    async def _courtesy(self, ending: Ending, error: BaseException | None, send: Send) -> None:
+        """The sends of an ending, in order; a bounded send that gives up stops them."""
+        settings = self.settings
+        try:
+            if ending.start:
+                await self._send_start(send, decide_framing_now(settings, None))
+            if ending.error_chunk and error is not None:
+                chunk = self._error_chunk(error)
+                if chunk:
+                    await self._emit(send, chunk, more=True)
+            if ending.shutdown_chunk and settings.shutdown_chunk:
+                await self._emit(send, settings.shutdown_chunk, more=True)
+            if ending.finish:
+                await self._finish_body(send, b"", error)
+        except StreamTimeout:
+            pass  # the client stopped reading: what was planned after this is not sent
+
+    def _error_chunk(self, error: BaseException) -> bytes | None:
         make_chunk = self.settings.error_chunk
         assert make_chunk is not None
         try:
-            chunk = make_chunk(error)
+            return make_chunk(error)
         except Exception as exc:
             logger.warning("error_chunk raised %r; sending no error chunk", exc, exc_info=exc)
-            return
-        if not chunk:
-            return
-        # A bounded send that gives up raises StreamTimeout; the abort that follows still happens.
-        bound = self.settings.send_timeout or COURTESY_SEND_TIMEOUT
-        with anyio.move_on_after(bound), suppress(StreamTimeout):
-            await self._send_chunk(send, chunk)
+            return None
 
-    async def _end(self, kind: Outcome, begun: float, error: BaseException | None = None) -> StreamOutcome:
+    async def _report(self, kind: Outcome, error: BaseException | None = None) -> StreamOutcome:
+        """Build the one :class:`StreamOutcome` of this response and hand it to ``on_outcome``."""
+        state = self.state
+        gone = state.gone
         outcome = StreamOutcome(
-            outcome=kind,
-            status_code=self.settings.status_code if self.lifecycle.started else None,
-            bytes_sent=self.bytes_sent,
-            duration=time.perf_counter() - begun,
-            framing=self.framing,
-            trailers=self.trailers and self.lifecycle.started,
+            kind=kind,
+            status_code=self.settings.status_code if state.started else None,
+            bytes_sent=state.bytes_sent,
+            duration=time.perf_counter() - self._begun,
+            framing=state.framing,
+            trailers=state.trailers_allowed and state.started,
             error=error,
+            first_byte=self._first_byte,
+            messages=self._messages,
+            client_gone=None if gone is None else gone.value,
         )
         self.outcome = outcome
         callback = self.on_outcome
@@ -671,10 +559,3 @@ async def gather_while_flowing(queue: ChunkQueue) -> None:
         await anyio.lowlevel.checkpoint()
         if len(items) == before or queue.finished:
             return
-
-
-def raise_error(queue: ChunkQueue) -> None:
-    """Re-raise the exception the producer finished with."""
-    error = queue.error
-    assert error is not None
-    raise error

@@ -19,6 +19,8 @@ from starlette.background import BackgroundTask
 
 from ._core import OutcomeCallback
 from ._disposition import content_disposition
+from ._options import StreamOptions
+from ._producers import Producer
 from ._records import RowReader, check_rows_content, tabular_producer
 from ._shutdown import ShutdownPolicy
 from ._streaming import StreamingResponse
@@ -221,15 +223,10 @@ class CSVResponse(StreamingResponse):
             if any(name.lower() == "content-disposition" for name in merged):
                 raise TypeError("pass either filename= or a Content-Disposition header, not both")
             merged["content-disposition"] = content_disposition(filename, "attachment")
-        super().__init__(
-            content,
-            status_code,
-            merged,
-            media_type,
-            background,
-            timeout=timeout,
-            idle_timeout=idle_timeout,
-            on_outcome=on_outcome,
-            on_shutdown=on_shutdown,
+        self._setup(
+            content, status_code, merged, media_type, background, StreamOptions.from_arguments(locals())
         )
-        self.producer = tabular_producer(content, self.encoder)
+
+    def make_producer(self, content: Content) -> Producer:
+        """Rows encoded as CSV in batches: async rows on the loop, sync rows in worker threads."""
+        return tabular_producer(content, self.encoder)

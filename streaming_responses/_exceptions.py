@@ -1,7 +1,26 @@
-"""The exceptions the library raises.
+"""Every exception the library raises, in one tree.
 
-Each names what went wrong in its message, so that a log line alone is enough to act on.
-All of them derive from :class:`StreamError`, so one ``except`` clause can catch the family.
+Each names what went wrong in its message, so that a log line alone is enough to act on. All of
+them derive from :class:`StreamError`, so one ``except`` clause can catch the family; where a
+built-in class says the same thing (a timeout, a lookup, a step out of order), it is a base too,
+so code written against the built-in keeps working::
+
+    StreamError
+    ├── ContentLengthError          the body did not match the declared length
+    ├── StreamTimeout               timeout, idle_timeout or send_timeout ran out (TimeoutError)
+    ├── StreamShutdown              cut off by server shutdown under on_shutdown="abort"
+    ├── ResponseStateError          a step out of order (RuntimeError)
+    ├── FileResponseError           a file that cannot be served (RuntimeError)
+    │   └── FileChangedError        the file changed while it was served
+    ├── BrokerError                 the event broker could not do what was asked
+    │   ├── BrokerClosed            publish or subscribe after close() (RuntimeError)
+    │   ├── EventsLost              a Last-Event-ID that cannot be resumed exactly (LookupError)
+    │   └── SubscriberTooSlow       a subscriber that fell behind its buffer
+    ├── ASGIProtocolError           the app broke the ASGI protocol (testing client; RuntimeError)
+    └── StreamAborted               the body ended before it was complete (testing client)
+
+The rule that keeps it simple: an exception is defined here and nowhere else; modules raise
+these, never a bare ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -58,3 +77,121 @@ class StreamShutdown(StreamError):
 
 class ResponseStateError(StreamError, RuntimeError):
     """A step happened out of order: the response was sent twice, or written after it ended."""
+
+
+class FileResponseError(StreamError, RuntimeError):
+    """The file cannot be served: it does not exist, is not a regular file, or cannot be read.
+
+    Raised from the response call before anything is sent, so the application's exception
+    handlers answer (a 500 by default; a 404 for a missing file is the application's decision,
+    made before it returns the response). A :class:`RuntimeError`, like Starlette's error for
+    the same cases, with the same messages.
+
+    Example::
+
+        try:
+            await FileResponse("/missing.txt")(scope, receive, send)
+        except FileResponseError as exc:
+            print(exc)  # File at path /missing.txt does not exist.
+    """
+
+
+class FileChangedError(FileResponseError):
+    """The file changed while it was served: it was replaced after its ``stat``, or it ended early.
+
+    A file that shrinks mid-response can no longer fill the declared ``Content-Length``; the
+    stream ends as an error (the connection is aborted), never as a short body that looks
+    complete.
+    """
+
+
+class BrokerError(StreamError):
+    """Base class of the event broker's errors."""
+
+
+class BrokerClosed(BrokerError, RuntimeError):
+    """``publish()`` or ``subscribe()`` was called on a broker after ``close()``/``aclose()``."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        super().__init__(f"{operation}() on a closed EventBroker")
+
+
+class SubscriberTooSlow(BrokerError):
+    """The subscription fell more than ``subscriber_buffer`` events behind and was dropped.
+
+    Raised by the subscription's iterator. In an event stream, let it propagate (the client
+    gets the error event, reconnects with its ``Last-Event-ID`` and is replayed what it
+    missed from the history), or catch it and ``return`` to end the stream normally, which
+    makes a browser reconnect the same way.
+
+    Example::
+
+        try:
+            async for event in events:
+                yield event
+        except SubscriberTooSlow:
+            return  # the browser reconnects and resumes from the history
+    """
+
+    def __init__(self, buffer: int) -> None:
+        self.buffer = buffer
+        super().__init__(
+            f"the subscriber fell more than subscriber_buffer={buffer} events behind and was dropped"
+        )
+
+
+class EventsLost(BrokerError, LookupError):
+    """``subscribe(last_event_id)`` cannot replay exactly: that id is not in the history.
+
+    Either the events after it are older than the history keeps, or the id was never
+    published by this broker (a restarted process, another server behind a load balancer).
+    The stream should tell the client to reload its state, then subscribe without an id.
+
+    Example::
+
+        try:
+            subscription = broker.subscribe(last_event_id(request))
+        except EventsLost:
+            yield ServerSentEvent(event="reset")  # the page reloads what it shows
+            subscription = broker.subscribe()
+    """
+
+    def __init__(self, last_event_id: str, reason: str | None = None) -> None:
+        self.last_event_id = last_event_id
+        self.reason = reason or "too old, or never published here"
+        super().__init__(
+            f"cannot resume after event id {last_event_id!r}: it is not in the broker's history "
+            f"({self.reason})"
+        )
+
+
+class ASGIProtocolError(StreamError, RuntimeError):
+    """The app broke the ASGI HTTP protocol, as a strict server would report it.
+
+    Raised by :mod:`streaming_responses.testing` into the app from ``send()`` (where uvicorn
+    raises ``RuntimeError``), and raised again to the test, at the latest when the ``stream()``
+    block ends, even if the app caught it. The message names the offending ASGI message.
+
+    Example::
+
+        with pytest.raises(ASGIProtocolError, match="http.response.body sent before"):
+            await client.get("/broken")
+    """
+
+
+class StreamAborted(StreamError):
+    """The response ended before its body was complete (raised by the testing client).
+
+    This is what a real HTTP/1.1 client sees as a chunked body that never terminates (curl
+    exits with code 18): the app raised after ``http.response.start``, returned without the
+    final ``http.response.body``, or stopped before its declared trailers. When the app raised,
+    its exception is the ``__cause__``.
+
+    Example::
+
+        async with client.stream("GET", "/fails-midway") as response:
+            with pytest.raises(StreamAborted) as info:
+                await response.read()
+        assert isinstance(info.value.__cause__, ValueError)
+    """

@@ -2,12 +2,12 @@
 
 This module owns the file side of a response: finding the file (or its precompressed sibling),
 reading it off the event loop in large blocks, and turning the decision of
-:func:`._http.decide` into a status, headers and a producer. It never calls ``send``: every
+:func:`._conditional.decide` into a status, headers and a producer. It never calls ``send``: every
 answer, 304, 412 and 416 included, is handed to the core like any other body, and on granian
 the core sends whole files with ``http.response.pathsend``.
 
 The rule that keeps it simple: ``__call__`` gathers facts (the request headers, one ``stat``)
-and asks the pure functions of ``_http.py``; the only I/O after that is the producer's reads,
+and asks the pure functions of ``_conditional.py``; the only I/O after that is the producer's reads,
 and a read that comes back short ends the stream as an error, never as a complete body.
 """
 
@@ -27,10 +27,7 @@ import anyio
 import anyio.to_thread
 from starlette.background import BackgroundTask
 
-from ._core import OutcomeCallback, PumpSettings
-from ._disposition import content_disposition
-from ._exceptions import StreamError
-from ._http import (
+from ._conditional import (
     ENCODING_SUFFIXES,
     MAX_RANGES,
     FileDecision,
@@ -41,14 +38,18 @@ from ._http import (
     format_http_date,
     make_etag,
     multipart_plan,
-    negotiate_encoding,
     parse_http_date,
     with_encoding,
 )
+from ._core import OutcomeCallback, PumpSettings
+from ._disposition import content_disposition
+from ._exceptions import FileChangedError, FileResponseError
+from ._negotiation import negotiate_encoding
+from ._options import StreamOptions
 from ._producers import ChunkQueue, Producer
 from ._shutdown import ShutdownPolicy
-from ._streaming import StreamingResponse
-from ._types import RawHeaders, Receive, Scope, Send
+from ._streaming import CallPlan, StreamingResponse
+from ._types import Content, RawHeaders, Scope
 
 #: One piece of a body: literal bytes (multipart framing), or a half-open range of the file
 #: (``stop`` is ``None``: read to the end of a file object of unknown size).
@@ -59,32 +60,6 @@ Segment: TypeAlias = "bytes | tuple[int, int | None]"
 _REPRESENTATION_HEADERS = frozenset({b"content-type", b"content-disposition", b"content-encoding"})
 # Headers this module computes for each answer; a value set by hand is replaced.
 _COMPUTED_HEADERS = frozenset({b"content-length", b"content-range", b"etag", b"last-modified"})
-
-
-class FileResponseError(StreamError, RuntimeError):
-    """The file cannot be served: it does not exist, is not a regular file, or cannot be read.
-
-    Raised from the response call before anything is sent, so the application's exception
-    handlers answer (a 500 by default; a 404 for a missing file is the application's decision,
-    made before it returns the response). A :class:`RuntimeError`, like Starlette's error for
-    the same cases, with the same messages.
-
-    Example::
-
-        try:
-            await FileResponse("/missing.txt")(scope, receive, send)
-        except FileResponseError as exc:
-            print(exc)  # File at path /missing.txt does not exist.
-    """
-
-
-class FileChangedError(FileResponseError):
-    """The file changed while it was served: it was replaced after its ``stat``, or it ended early.
-
-    A file that shrinks mid-response can no longer fill the declared ``Content-Length``; the
-    stream ends as an error (the connection is aborted), never as a short body that looks
-    complete.
-    """
 
 
 # -- readers: one interface over a path, a sync file object and an async one ------------------
@@ -236,8 +211,7 @@ class FileProducer(Producer):
         try:
             for segment in self.segments:
                 if isinstance(segment, bytes):
-                    if queue.put(segment):
-                        await queue.wait_for_space()
+                    await queue.push(segment)
                     continue
                 offset, stop = segment
                 while stop is None or offset < stop:
@@ -251,8 +225,7 @@ class FileProducer(Producer):
                             "expected: it shrank while it was being sent"
                         )
                     offset += len(data)
-                    if queue.put(data):
-                        await queue.wait_for_space()
+                    await queue.push(data)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.reader.close()
@@ -335,6 +308,17 @@ def _file_facts(file: Any, want_base: bool) -> tuple[os.stat_result | None, int 
     if want_base and seekable is not None and not inspect.iscoroutinefunction(seekable) and seekable():
         base = file.tell()
     return result, base
+
+
+async def _async_base(file: Any) -> int | None:
+    """Where an async file object's body starts, or ``None`` when it cannot seek."""
+    if not (callable(getattr(file, "seek", None)) and callable(getattr(file, "tell", None))):
+        return None
+    try:
+        position: int = await file.tell()
+    except (OSError, ValueError):
+        return None
+    return position
 
 
 def _pathsend(selected: _Selected) -> str | None:
@@ -454,23 +438,15 @@ class FileResponse(StreamingResponse):
             name = filename or self._path or getattr(self.file, "name", None)
             guessed = guess_type(name)[0] if isinstance(name, str) else None
             media_type = guessed or "application/octet-stream"
-        super().__init__(
-            (),
-            status_code,
-            headers,
-            media_type,
-            background,
-            timeout=timeout,
-            idle_timeout=idle_timeout,
-            on_outcome=on_outcome,
-            on_shutdown=on_shutdown,
+        self.content = ()
+        self._setup_response(
+            status_code, headers, media_type, background, StreamOptions.from_arguments(locals())
         )
         self.headers.setdefault("accept-ranges", "bytes")
         if filename is not None:
             self.headers.setdefault(
                 "content-disposition", content_disposition(filename, content_disposition_type)
             )
-        self._plan: _Plan | None = None
 
     @staticmethod
     def _positive(value: int | None, name: str, default: int) -> int:
@@ -482,9 +458,8 @@ class FileResponse(StreamingResponse):
 
     # -- per request -------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            raise TypeError(f"{type(self).__name__} serves HTTP only, not a {scope['type']!r} scope")
+    async def prepare(self, scope: Scope) -> CallPlan:
+        """The plan of one request: the status, headers and length it gets, and its reader."""
         try:
             plan, reader = await self._prepare(scope)
         except BaseException:
@@ -492,9 +467,18 @@ class FileResponse(StreamingResponse):
                 with anyio.CancelScope(shield=True):
                     await self._close_file()
             raise
-        self._plan = plan
-        self.producer = FileProducer(reader, plan.segments, self.chunk_size)
-        await super().__call__(scope, receive, send)
+        settings = replace(
+            self.pump_settings(),
+            status_code=plan.status_code,
+            raw_headers=plan.raw_headers,
+            declared_length=plan.length,
+            pathsend=plan.pathsend,
+        )
+        return CallPlan(settings, FileProducer(reader, plan.segments, self.chunk_size))
+
+    def make_producer(self, content: Content) -> Producer:
+        """Not used: a file's producer depends on the request (see :meth:`prepare`)."""
+        raise NotImplementedError("FileResponse builds its producer per request, in prepare()")
 
     async def _close_file(self) -> None:
         if inspect.iscoroutinefunction(getattr(self.file, "read", None)):
@@ -503,52 +487,40 @@ class FileResponse(StreamingResponse):
             await _SyncFileReader(self.file, 0).close()
 
     def pump_settings(self) -> PumpSettings:
-        """The settings handed to the core: the status, headers and length decided for the request."""
-        settings = replace(super().pump_settings(), message_bytes=self.chunk_size)
-        plan = self._plan
-        if plan is None:
-            return settings
-        return replace(
-            settings,
-            status_code=plan.status_code,
-            raw_headers=plan.raw_headers,
-            declared_length=plan.length,
-            pathsend=plan.pathsend,
-        )
+        """The settings handed to the core; :meth:`prepare` adds what the request decided."""
+        return replace(super().pump_settings(), message_bytes=self.chunk_size)
 
     async def _select(self, request_headers: Sequence[tuple[str, str]]) -> _Selected:
         """Find the representation to serve: one thread hop for the stats a request needs."""
         if self._path is not None:
-            path = self._path
-            encodings = tuple(ENCODING_SUFFIXES) if self.precompressed else ()
-            given = self.stat_result
-            if given is None or encodings:
-                found = await anyio.to_thread.run_sync(_stat_path, path, given, encodings)
-            else:
-                found = {}
-            accept = [value for name, value in request_headers if name == "accept-encoding"]
-            encoding = negotiate_encoding(
-                ", ".join(accept) if accept else None, [e for e in encodings if e in found]
-            )
-            if encoding is None:
-                chosen = given if given is not None else found[None]
-                expected = None if given is not None else chosen
-                return _Selected(chosen.st_size, chosen.st_mtime, chosen.st_mtime_ns, None, path, expected)
-            chosen = found[encoding]
-            sibling = path + ENCODING_SUFFIXES[encoding]
-            return _Selected(chosen.st_size, chosen.st_mtime, chosen.st_mtime_ns, encoding, sibling, chosen)
+            return await self._select_path(self._path, request_headers)
+        return await self._select_file_object(self.file)
 
-        file = self.file
+    async def _select_path(self, path: str, request_headers: Sequence[tuple[str, str]]) -> _Selected:
+        encodings = tuple(ENCODING_SUFFIXES) if self.precompressed else ()
+        given = self.stat_result
+        if given is None or encodings:
+            found = await anyio.to_thread.run_sync(_stat_path, path, given, encodings)
+        else:
+            found = {}
+        accept = [value for name, value in request_headers if name == "accept-encoding"]
+        encoding = negotiate_encoding(
+            ", ".join(accept) if accept else None, [e for e in encodings if e in found]
+        )
+        if encoding is None:
+            chosen = given if given is not None else found[None]
+            expected = None if given is not None else chosen
+            return _Selected(chosen.st_size, chosen.st_mtime, chosen.st_mtime_ns, None, path, expected)
+        chosen = found[encoding]
+        sibling = path + ENCODING_SUFFIXES[encoding]
+        return _Selected(chosen.st_size, chosen.st_mtime, chosen.st_mtime_ns, encoding, sibling, chosen)
+
+    async def _select_file_object(self, file: Any) -> _Selected:
         is_async = inspect.iscoroutinefunction(getattr(file, "read", None))
         given = self.stat_result
         facts, base = await anyio.to_thread.run_sync(_file_facts, file, not is_async)
         if is_async:
-            base = None
-            if callable(getattr(file, "seek", None)) and callable(getattr(file, "tell", None)):
-                try:
-                    base = await file.tell()
-                except (OSError, ValueError):
-                    base = None
+            base = await _async_base(file)
         source = given if given is not None else facts
         size = self.size
         if size is None and source is not None:

@@ -1,21 +1,16 @@
-"""Pure decisions about the wire: framing, trailer eligibility, chunk coercion.
+"""Pure decisions about how a body is delimited: its framing, and what to do with each batch.
 
 Everything here takes plain data and returns plain data; nothing awaits and nothing touches
 ASGI ``send`` or ``receive``. The core (``_core.py``) asks these functions and acts on the
-answers, so every rule of RFC 9110/9112 that shapes a response is tested without an event loop.
+answers, so every rule of RFC 9110/9112 that shapes a body on the wire is tested from tables
+without an event loop (``tests/test__framing.py``). How a response *ends* is decided in
+``_endings.py``.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-#: Trailer fields the core sends when trailers can reach the client.
-STATUS_TRAILER = b"stream-status"
-ERROR_TRAILER = b"stream-error"
-TRAILER_DECLARATION = (b"trailer", STATUS_TRAILER + b", " + ERROR_TRAILER)
 
 
 class Framing(enum.Enum):
@@ -72,91 +67,85 @@ def decide_framing(
     return FramingDecision(Framing.CHUNKED, None)
 
 
-def parse_content_length(value: Any, *, source: str = "content_length") -> int:
-    """Validate a declared body length; raise ``ValueError`` naming ``source`` if it is bad."""
-    if isinstance(value, bool):
-        raise TypeError(f"{source} must be an int, not bool")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, (str, bytes)):
-        text = value.decode("latin-1") if isinstance(value, bytes) else value
-        stripped = text.strip()
-        if not stripped.isdigit() or not stripped.isascii():
-            raise ValueError(f"{source} must be a non-negative integer, got {text!r}")
-        number = int(stripped)
-    else:
-        raise TypeError(f"{source} must be an int, not {type(value).__name__}")
-    if number < 0:
-        raise ValueError(f"{source} must be a non-negative integer, got {number}")
-    return number
+# -- one batch at a time ------------------------------------------------------------------------
 
 
-def parse_timeout(value: float | None, name: str) -> float | None:
-    """Validate a ``timeout=`` or ``idle_timeout=`` argument (seconds, positive, or None)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
-    if not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
+class Failure(enum.Enum):
+    """Why a batch ends the body as a failure."""
+
+    #: The producer raised: its exception is the error.
+    PRODUCER = "producer"
+    #: The body ran past the declared length: the extra bytes are never sent.
+    TOO_LONG = "too-long"
+    #: The body ended before the declared length.
+    TOO_SHORT = "too-short"
 
 
-def coerce_chunk(chunk: object, charset: str) -> bytes:
-    """Turn one produced item into body bytes.
+@dataclass(frozen=True)
+class BatchPlan:
+    """What the sender does with one batch of chunks, in this order.
 
-    bytes pass through; ``str`` is encoded with the response charset; ``bytearray`` and
-    ``memoryview`` are copied (the producer may reuse its buffer after yielding it). Anything
-    else is a bug in the producer and raises ``TypeError`` naming the type, never dropped.
+    ``start``: send the response start with this framing first (``None``: already sent, or
+    not at all). ``send``: send the batch's bytes; ``final``: as the last body message, which
+    finishes the response. ``failure``: after that, the body fails, and ``produced`` is how
+    many body bytes it held (for :class:`~streaming_responses.ContentLengthError`).
     """
-    kind = type(chunk)
-    if kind is bytes:
-        return chunk  # type: ignore[return-value]
-    if kind is str:
-        return chunk.encode(charset)  # type: ignore[attr-defined,no-any-return]
-    if isinstance(chunk, (bytes, bytearray, memoryview)):
-        return bytes(chunk)
-    if isinstance(chunk, str):
-        return chunk.encode(charset)
-    raise TypeError(f"a streamed chunk must be bytes, str or memoryview, not {kind.__name__} ({chunk!r:.80})")
+
+    start: FramingDecision | None = None
+    send: bool = False
+    final: bool = False
+    failure: Failure | None = None
+    produced: int = 0
 
 
-def header_tokens(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> set[bytes]:
-    """The comma-separated tokens of every ``name`` header, lower-cased, parameters dropped.
+def plan_batch(
+    *,
+    started: bool,
+    status_code: int,
+    declared_length: int | None,
+    sent: int,
+    size: int,
+    last: bool,
+    failed: bool,
+) -> BatchPlan:
+    """Decide what to do with a batch of ``size`` bytes taken from the producer.
 
-    >>> sorted(header_tokens([(b"te", b"trailers, deflate;q=0.5")], b"te"))
-    [b'deflate', b'trailers']
+    ``sent`` is the number of body bytes already sent; ``last`` says the producer has ended
+    and this batch holds everything that is left; ``failed`` that it ended by raising. The
+    rules: before the start, a failure reaches the application (nothing is sent) and a body
+    that is complete gets its own length; a declared length is enforced before any byte past
+    it is sent, and an early end is a failure; nothing is ever sent as final unless the body
+    is really complete.
+
+    >>> plan_batch(started=False, status_code=200, declared_length=None, sent=0, size=5,
+    ...            last=True, failed=False)
+    BatchPlan(start=FramingDecision(framing=<Framing.CONTENT_LENGTH: 'content-length'>, \
+content_length=5), send=True, final=True, failure=None, produced=5)
     """
-    tokens: set[bytes] = set()
-    for key, value in headers:
-        if key.lower() != name:
-            continue
-        for item in value.split(b","):
-            token = item.split(b";", 1)[0].strip().lower()
-            if token:
-                tokens.add(token)
-    return tokens
+    total = sent + size
+    if not started:
+        if failed:
+            return BatchPlan(failure=Failure.PRODUCER, produced=total)
+        if declared_length is not None and (total > declared_length or (last and total != declared_length)):
+            # Known before the start: a clean 500 instead of a stream that is cut short.
+            too_long = total > declared_length
+            return BatchPlan(failure=Failure.TOO_LONG if too_long else Failure.TOO_SHORT, produced=total)
+        complete = size if last else None
+        start = decide_framing(
+            method="GET", status_code=status_code, declared_length=declared_length, complete_length=complete
+        )
+        plan = _plan_started(declared_length, total, size, last, failed)
+        return BatchPlan(start, plan.send, plan.final, plan.failure, plan.produced)
+    return _plan_started(declared_length, total, size, last, failed)
 
 
-def trailers_eligible(scope: Mapping[str, Any]) -> bool:
-    """Whether trailer fields sent by the core would reach this client.
-
-    All three must hold: the server offers the ASGI ``http.response.trailers`` extension; the
-    request says ``TE: trailers`` (RFC 9110 §10.1.4: otherwise a server may drop them); and the
-    protocol is HTTP/2 or HTTP/3, where trailers end a stream cleanly. Declaring trailers where
-    the extension is absent truncates the response on today's servers, hence the strict test.
-    """
-    extensions = scope.get("extensions") or {}
-    if "http.response.trailers" not in extensions:
-        return False
-    if scope.get("http_version") not in ("2", "3"):
-        return False
-    return b"trailers" in header_tokens(scope.get("headers") or (), b"te")
-
-
-def status_trailers(error: BaseException | None) -> list[tuple[bytes, bytes]]:
-    """The trailer fields that end a stream: complete, or error plus the exception class name."""
-    if error is None:
-        return [(STATUS_TRAILER, b"complete")]
-    name = type(error).__name__.encode("ascii", "replace")
-    return [(STATUS_TRAILER, b"error"), (ERROR_TRAILER, name)]
+def _plan_started(declared_length: int | None, total: int, size: int, last: bool, failed: bool) -> BatchPlan:
+    if declared_length is not None and total > declared_length:
+        return BatchPlan(failure=Failure.TOO_LONG, produced=total)
+    if last and not failed and (declared_length is None or total == declared_length):
+        return BatchPlan(send=True, final=True, produced=total)
+    if failed:
+        return BatchPlan(send=size > 0, failure=Failure.PRODUCER, produced=total)
+    if last:  # ended before the declared length
+        return BatchPlan(send=size > 0, failure=Failure.TOO_SHORT, produced=total)
+    return BatchPlan(send=size > 0, produced=total)

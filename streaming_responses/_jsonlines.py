@@ -13,104 +13,19 @@ FastAPI), and ``json`` when neither is there.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import decimal
-import enum
-import json
-import uuid
-from collections.abc import Callable, Mapping
-from pathlib import PurePath
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.background import BackgroundTask
 
 from ._core import OutcomeCallback
+from ._json import pick_dumps, stdlib_dumps
+from ._options import StreamOptions
+from ._producers import Producer
 from ._records import check_rows_content, tabular_producer
 from ._shutdown import ShutdownPolicy
 from ._streaming import StreamingResponse
 from ._types import Content
-
-#: The encoders, fastest first; ``"auto"`` takes the first one installed.
-ENCODERS = ("orjson", "pydantic-core", "json")
-
-
-def jsonable(value: Any) -> Any:
-    """Turn a value JSON does not know into one it does, as FastAPI's ``jsonable_encoder`` would.
-
-    >>> jsonable(decimal.Decimal("2")), jsonable(uuid.UUID(int=1))
-    (2, '00000000-0000-0000-0000-000000000001')
-    """
-    if hasattr(type(value), "__pydantic_serializer__") and hasattr(value, "model_dump"):
-        return value.model_dump(mode="json", by_alias=True)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
-    if isinstance(value, (datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, decimal.Decimal):
-        # FastAPI's decimal_encoder: an int when there is no fractional part.
-        exponent = value.as_tuple().exponent
-        return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
-    if isinstance(value, (set, frozenset)):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, PurePath):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _stdlib_dumps(value: Any) -> bytes:
-    return json.dumps(
-        value, default=jsonable, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    ).encode("utf-8")
-
-
-def pick_dumps(name: str = "auto") -> tuple[str, Callable[[Any], bytes]]:
-    """The encoder called ``name`` (or the fastest installed) as ``(name, dumps)``.
-
-    ``dumps`` returns compact UTF-8 JSON and writes NaN and infinities as ``null``, which
-    :class:`JSONLinesEncoder` then checks for.
-    """
-    if name not in ("auto", *ENCODERS):
-        raise ValueError(f"encoder must be 'auto' or one of {ENCODERS}, not {name!r}")
-    if name in ("auto", "orjson"):
-        try:
-            import orjson
-        except ImportError:
-            if name == "orjson":
-                raise ImportError(
-                    "the orjson encoder needs orjson: pip install 'streaming-responses[orjson]'"
-                ) from None
-        else:
-            dumps = orjson.dumps
-
-            def orjson_dumps(value: Any) -> bytes:
-                return dumps(value, default=jsonable)
-
-            return "orjson", orjson_dumps
-    if name in ("auto", "pydantic-core"):
-        try:
-            import pydantic_core
-        except ImportError:
-            if name == "pydantic-core":
-                raise ImportError(
-                    "the pydantic-core encoder needs pydantic: pip install 'streaming-responses[pydantic]'"
-                ) from None
-        else:
-            to_json = pydantic_core.to_json
-
-            def pydantic_dumps(value: Any) -> bytes:
-                return to_json(value, fallback=jsonable, inf_nan_mode="null", by_alias=True)
-
-            return "pydantic-core", pydantic_dumps
-    return "json", _stdlib_dumps
 
 
 class JSONLinesEncoder:
@@ -138,7 +53,7 @@ class JSONLinesEncoder:
                 # The fast encoders write NaN and infinities as null: the standard library
                 # refuses them, so it settles whether this null was one (rare, and no slower
                 # than encoding with it alone).
-                _stdlib_dumps(item)
+                stdlib_dumps(item)
         except Exception as exc:  # orjson.JSONEncodeError, PydanticSerializationError, ...
             if not self._fast:
                 raise _item_error(exc, position) from None
@@ -158,7 +73,7 @@ class JSONLinesEncoder:
         # What the fast encoder refuses (ints beyond 64 bits, non-str keys) the standard library
         # may still write; if it cannot either, its error names the problem.
         try:
-            return _stdlib_dumps(item)
+            return stdlib_dumps(item)
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise _item_error(exc, position) from None
 
@@ -226,15 +141,10 @@ class JSONLinesResponse(StreamingResponse):
     ) -> None:
         check_rows_content(content, "JSONLinesResponse")
         self.encoder = JSONLinesEncoder(encoder)
-        super().__init__(
-            content,
-            status_code,
-            headers,
-            media_type,
-            background,
-            timeout=timeout,
-            idle_timeout=idle_timeout,
-            on_outcome=on_outcome,
-            on_shutdown=on_shutdown,
+        self._setup(
+            content, status_code, headers, media_type, background, StreamOptions.from_arguments(locals())
         )
-        self.producer = tabular_producer(content, self.encoder)
+
+    def make_producer(self, content: Content) -> Producer:
+        """Items encoded as JSON Lines in batches: async items on the loop, sync ones in threads."""
+        return tabular_producer(content, self.encoder)

@@ -8,13 +8,14 @@ needs this one hook only.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ._framing import Framing
 
 
 class Outcome(enum.Enum):
-    """The five ways a streamed response can end."""
+    """The five ways a streamed response can end (:attr:`StreamOutcome.kind`)."""
 
     #: Every byte was handed to the server and the body was terminated properly.
     COMPLETE = "complete"
@@ -35,12 +36,13 @@ class StreamOutcome:
     Example::
 
         def record(outcome: StreamOutcome) -> None:
-            metrics.histogram("stream.seconds", outcome.duration, tags=[outcome.outcome.value])
+            metrics.histogram("stream.seconds", outcome.duration, tags=[outcome.kind.value])
 
         StreamingResponse(rows(), on_outcome=record)
     """
 
-    outcome: Outcome
+    #: How the response ended.
+    kind: Outcome
     #: The status code sent, or ``None`` when the stream failed before its headers were sent.
     status_code: int | None
     #: Body bytes handed to the server (what the client can have received at most).
@@ -53,8 +55,24 @@ class StreamOutcome:
     trailers: bool
     #: The exception behind ``ERROR`` and ``TIMEOUT`` outcomes, else ``None``.
     error: BaseException | None = None
+    #: Seconds from the start of the response call to the response start (``None``: not sent).
+    first_byte: float | None = None
+    #: Body messages handed to the server.
+    messages: int = 0
+    #: Why the client was taken as gone: ``"disconnected"`` (it closed the connection) or
+    #: ``"stopped-reading"`` (a send took longer than ``send_timeout``); ``None`` otherwise.
+    client_gone: str | None = None
 
     @property
     def started(self) -> bool:
         """Whether the response headers were sent."""
         return self.status_code is not None
+
+    @property
+    def outcome(self) -> Outcome:
+        """The same as :attr:`kind` (the name this field had first)."""
+        return self.kind
+
+
+#: The callback type of ``on_outcome``: a plain or async function of one StreamOutcome.
+OutcomeCallback = Callable[[StreamOutcome], "Awaitable[object] | object"]

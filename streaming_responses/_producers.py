@@ -1,13 +1,38 @@
 """Producers: the code that drives a body source into the core's bounded chunk queue.
 
 This module owns how items are pulled out of iterables, async iterables and writer callbacks,
-and how each kind is closed. It never sees ASGI ``send`` or ``receive``: it fills a
-:class:`ChunkQueue`, which the core (``_core.py``) drains. The rule that keeps it simple: a
-producer only ever appends to the queue and waits for room; the core only ever takes.
+how each becomes bytes (:func:`coerce_chunk`), and how each kind is closed. It never sees ASGI
+``send`` or ``receive``: it fills a :class:`ChunkQueue`, which the core (``_core.py``) drains.
+The rule that keeps it simple: a producer only ever pushes to the queue (``await
+queue.push(chunk)``, which waits for room when the queue is full); the core only ever takes.
 
 Sync iterables run in worker threads in *batches*: one thread hop carries as many items as the
 queue has room for, so a fast generator costs a thread hop per ``message_bytes`` of body, not
 per item, while a slow one still hands over each item as soon as it exists.
+
+The loop-turn model
+-------------------
+
+On the event loop the producer task and the sender take turns, and the size of each ASGI
+message depends on how many chunks the producer queues before the sender runs. Three facts
+shape it:
+
+1. A producer that never waits (a fast async generator) keeps the loop until the queue
+   reaches its bound (``message_bytes``); then :meth:`ChunkQueue.push` waits for space, the
+   sender takes everything in one message, and the producer goes on. Whole messages, no clock.
+2. Some producers yield the loop *bare* after each item, asking only that other tasks get a
+   turn: FastAPI wraps a generator path operation so that it awaits ``anyio.sleep(0)`` after
+   every item. Each such turn would let the sender send one item per message.
+   :class:`ResumeAfterItems` resumes a bare yield at once when it comes right after a new
+   chunk (at most ``MAX_SKIPPED`` in a row), so those producers fill messages as in 1. A bare
+   yield with no new chunk (a polling loop) and every real wait go to the loop as usual.
+3. Producers that batch items into larger chunks themselves (CSV rows, JSON lines, template
+   fragments) must not hold a batch behind a wait of their source: :class:`IdleHandOver`
+   hands the batch over when a whole loop turn passed without progress, and re-arms itself
+   while progress goes on, so the bare yields of 2 do not split a batch either.
+
+So the sender never needs to wait for more: when it wakes, it takes what is queued and sends
+it. A chunk is never held back to wait for a later one (guarantee 3).
 """
 
 from __future__ import annotations
@@ -16,7 +41,16 @@ import asyncio
 import contextvars
 import inspect
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Generator, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from typing import Any
 
 import anyio
@@ -24,11 +58,44 @@ import anyio.from_thread
 import anyio.to_thread
 
 from ._exceptions import ResponseStateError
-from ._framing import coerce_chunk
 from ._types import Writer
 
 #: How long closing a producer may take before the core stops waiting for it.
 CLOSE_TIMEOUT = 5.0
+
+
+def coerce_chunk(chunk: object, charset: str) -> bytes:
+    """Turn one produced item into body bytes.
+
+    bytes pass through; ``str`` is encoded with the response charset; ``bytearray`` and
+    ``memoryview`` are copied (the producer may reuse its buffer after yielding it). Anything
+    else is a bug in the producer and raises ``TypeError`` naming the type, never dropped.
+    """
+    kind = type(chunk)
+    if kind is bytes:
+        return chunk  # type: ignore[return-value]
+    if kind is str:
+        return chunk.encode(charset)  # type: ignore[attr-defined,no-any-return]
+    if isinstance(chunk, (bytes, bytearray, memoryview)):
+        return bytes(chunk)
+    if isinstance(chunk, str):
+        return chunk.encode(charset)
+    raise TypeError(f"a streamed chunk must be bytes, str or memoryview, not {kind.__name__} ({chunk!r:.80})")
+
+
+class _Ready:
+    """An awaitable that is already done: what :meth:`ChunkQueue.push` returns while there is room.
+
+    Awaiting it costs no coroutine and no loop turn, which matters on the hot path.
+    """
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+_READY = _Ready()
 
 
 class Signal:
@@ -137,6 +204,23 @@ class ChunkQueue:
         if self.consumer_waiting:
             self.wake_consumer()
         return self.produced - self.taken >= self.bound
+
+    def push(self, item: object) -> Awaitable[None]:
+        """Append one item (coerced to bytes); await the result, which waits while the queue is full.
+
+        Example::
+
+            await queue.push(b"chunk")
+        """
+        if self.put(item):
+            return self.wait_for_space()
+        return _READY
+
+    def space(self) -> Awaitable[None]:
+        """Await the result to wait until the queue is below its bound (no wait when it is)."""
+        if self.produced - self.taken >= self.bound:
+            return self.wait_for_space()
+        return _READY
 
     def wake_consumer(self) -> None:
         """Wake the consumer, which raised ``consumer_waiting`` before it went to sleep."""
@@ -442,8 +526,7 @@ class SyncIterableProducer(Producer):
         batch = self._batch
         while not self._exhausted and not self._stop:
             await anyio.to_thread.run_sync(run_batch, batch, queue, abandon_on_cancel=True)
-            if queue.full():
-                await queue.wait_for_space()
+            await queue.space()
 
     def _batch(self, queue: ChunkQueue) -> None:
         iterator = self._iterator
@@ -498,10 +581,9 @@ class InMemoryProducer(Producer):
         self._items = items
 
     async def run(self, queue: ChunkQueue) -> None:
-        put = queue.put
+        push = queue.push
         for item in self._items:
-            if put(item):
-                await queue.wait_for_space()
+            await push(item)
 
 
 class WriterProducer(Producer):
@@ -516,13 +598,12 @@ class WriterProducer(Producer):
         self._done = False
 
     async def run(self, queue: ChunkQueue) -> None:
-        put = queue.put
+        push = queue.push
 
         async def write(chunk: Any) -> None:
             if self._done:
                 raise ResponseStateError("write() was called after the writer callback returned")
-            if put(chunk):
-                await queue.wait_for_space()
+            await push(chunk)
 
         try:
             await self._writer(write)

@@ -224,8 +224,7 @@ class AsyncBatchProducer(Producer):
         except RuntimeError:  # pragma: no cover - only under trio: hand over every row
             async for row in iterator:
                 encoder.add(row)
-                if queue.put(encoder.take()):
-                    await queue.wait_for_space()
+                await queue.push(encoder.take())
         else:
 
             def hand_over() -> None:
@@ -238,17 +237,15 @@ class AsyncBatchProducer(Producer):
                 async for row in iterator:
                     encoder.add(row)
                     if encoder.pending() >= batch_size:
-                        if queue.put(encoder.take()):
-                            await queue.wait_for_space()
+                        queue.put(encoder.take())
                     elif idle.handle is None:
                         idle.arm()
-                    if queue.full():  # the idle hand-over filled the queue
-                        await queue.wait_for_space()
+                    await queue.space()  # full by this batch, or by an idle hand-over
             finally:
                 idle.cancel()
         tail = encoder.finish()
-        if tail and queue.put(tail):
-            await queue.wait_for_space()
+        if tail:
+            await queue.push(tail)
 
     async def close(self) -> None:
         target: object = self._iterator if self._iterator is not None else self._rows

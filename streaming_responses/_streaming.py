@@ -1,20 +1,28 @@
-"""``StreamingResponse``: Starlette's class, driven by the chunk pump.
+"""``StreamingResponse``: Starlette's class, driven by the chunk pump, and the base of every adapter.
 
-This module owns the public constructor and the translation of its arguments into
-:class:`~._core.PumpSettings`; it sends nothing itself. Other response classes follow the same
-shape: validate arguments in ``__init__``, build a producer, hand both to the pump.
+This module owns the public constructor and the shape every response class follows; it sends
+nothing itself. An adapter:
+
+* keeps an explicit keyword signature (FastAPI reads it for OpenAPI) and hands its arguments to
+  :meth:`StreamingResponse._setup` with the shared options taken from them in one call,
+  ``StreamOptions.from_arguments(locals())``;
+* overrides :meth:`StreamingResponse.make_producer` to turn its content into a producer
+  (items into bytes), and :meth:`StreamingResponse.pump_settings` to add core settings;
+* or, when the body depends on the request (a file's ranges), overrides
+  :meth:`StreamingResponse.prepare`, which returns the plan of one call explicitly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse as StarletteStreamingResponse
 
 from ._core import ChunkPump, OutcomeCallback, PumpSettings
-from ._framing import parse_content_length, parse_timeout
+from ._options import StreamOptions, parse_content_length
 from ._outcome import Outcome, StreamOutcome
 from ._producers import Producer, make_producer
 from ._shutdown import ShutdownPolicy
@@ -22,6 +30,14 @@ from ._types import Content, Receive, Scope, Send
 
 #: Outcomes after which the background task runs: the response was not a failure.
 _RUN_BACKGROUND = frozenset({Outcome.COMPLETE, Outcome.DISCONNECTED, Outcome.SHUTDOWN})
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    """What one call of a response sends: the core's settings and the producer of the body."""
+
+    settings: PumpSettings
+    producer: Producer
 
 
 class StreamingResponse(StarletteStreamingResponse):
@@ -87,22 +103,62 @@ class StreamingResponse(StarletteStreamingResponse):
         on_outcome: OutcomeCallback | None = None,
         on_shutdown: ShutdownPolicy | str = ShutdownPolicy.WAIT,
     ) -> None:
+        self._setup(
+            content, status_code, headers, media_type, background, StreamOptions.from_arguments(locals())
+        )
+
+    def _setup(
+        self,
+        content: Content,
+        status_code: int,
+        headers: Mapping[str, str] | None,
+        media_type: str | None,
+        background: BackgroundTask | None,
+        options: StreamOptions,
+    ) -> None:
+        """What every constructor does: keep the arguments, then build the producer."""
+        self._setup_response(status_code, headers, media_type, background, options)
         self.content = content
-        self.producer: Producer = make_producer(content)
+        self.producer: Producer = self.make_producer(content)
+
+    def _setup_response(
+        self,
+        status_code: int,
+        headers: Mapping[str, str] | None,
+        media_type: str | None,
+        background: BackgroundTask | None,
+        options: StreamOptions,
+    ) -> None:
+        """Keep the status, headers, media type, background task and shared options."""
         self.status_code = status_code
         self.media_type = self.media_type if media_type is None else media_type
         self.background = background
         self.init_headers(headers)
         declared = self._take_content_length_header()
-        if content_length is not None:
-            declared = parse_content_length(content_length)
+        if options.content_length is not None:
+            declared = options.content_length
+        self.options = options
         self.content_length = declared
-        self.timeout = parse_timeout(timeout, "timeout")
-        self.idle_timeout = parse_timeout(idle_timeout, "idle_timeout")
-        self.duplex = duplex
-        self.on_outcome = on_outcome
-        self.on_shutdown = parse_shutdown_policy(on_shutdown)
         self.outcome: StreamOutcome | None = None
+
+    def make_producer(self, content: Content) -> Producer:
+        """The producer of ``content``: the hook an adapter overrides to turn items into bytes."""
+        return make_producer(content)
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds the whole response may take (``timeout=``)."""
+        return self.options.timeout
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds the producer may be silent between two chunks (``idle_timeout=``)."""
+        return self.options.idle_timeout
+
+    @property
+    def on_shutdown(self) -> ShutdownPolicy:
+        """What server shutdown does to this response (``on_shutdown=``)."""
+        return self.options.on_shutdown
 
     def _take_content_length_header(self) -> int | None:
         # A Content-Length header given by hand is a declared length like content_length=;
@@ -119,18 +175,24 @@ class StreamingResponse(StarletteStreamingResponse):
 
     def pump_settings(self) -> PumpSettings:
         """The settings handed to the core for this response."""
+        options = self.options
         return PumpSettings(
             status_code=self.status_code,
             raw_headers=self.raw_headers,
             charset=self.charset,
             declared_length=self.content_length,
-            timeout=self.timeout,
-            idle_timeout=self.idle_timeout,
-            duplex=self.duplex,
+            timeout=options.timeout,
+            idle_timeout=options.idle_timeout,
+            duplex=options.duplex,
             message_bytes=self.message_bytes,
             start_immediately=self.start_immediately,
-            shutdown=self.on_shutdown,
+            send_timeout=options.send_timeout,
+            shutdown=options.on_shutdown,
         )
+
+    async def prepare(self, scope: Scope) -> CallPlan:
+        """The plan of one call: the hook for responses whose body depends on the request."""
+        return CallPlan(self.pump_settings(), self.producer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,24 +201,14 @@ class StreamingResponse(StarletteStreamingResponse):
         late = self._take_content_length_header()
         if late is not None:
             self.content_length = late
-        pump = ChunkPump(self.pump_settings(), self.producer, self.on_outcome)
+        plan = await self.prepare(scope)
+        pump = ChunkPump(plan.settings, plan.producer, self.options.on_outcome)
         try:
             outcome = await pump.run(scope, receive, send)
         finally:
             self.outcome = pump.outcome
-        if self.background is not None and outcome.error is None and outcome.outcome in _RUN_BACKGROUND:
+        if self.background is not None and outcome.error is None and outcome.kind in _RUN_BACKGROUND:
             await self.background()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} status_code={self.status_code} content={self.content!r}>"
-
-
-def parse_shutdown_policy(value: ShutdownPolicy | str) -> ShutdownPolicy:
-    """``on_shutdown=`` as a :class:`ShutdownPolicy`, refusing anything else by name."""
-    if isinstance(value, ShutdownPolicy):
-        return value
-    try:
-        return ShutdownPolicy(value)
-    except ValueError:
-        choices = ", ".join(repr(policy.value) for policy in ShutdownPolicy)
-        raise ValueError(f"on_shutdown must be one of {choices}, not {value!r}") from None

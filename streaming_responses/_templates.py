@@ -44,9 +44,11 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from ._core import OutcomeCallback, PumpSettings
+from ._options import StreamOptions
 from ._producers import ChunkQueue, IdleHandOver, Producer, fill_queue
 from ._shutdown import ShutdownPolicy
 from ._streaming import StreamingResponse
+from ._types import Content
 
 #: The end of the document head: the first flush point of a full page.
 _HEAD_END = re.compile(r"</head\s*>", re.IGNORECASE)
@@ -170,8 +172,7 @@ class TemplateProducer(Producer):
             if self._pending_size >= self._head_bytes:
                 self._committed = True
                 self._put_pending(queue)
-                if queue.full():
-                    await queue.wait_for_space()
+                await queue.space()
                 return True
         # The whole page rendered before any flush point: the core frames it with its length.
         self._committed = True
@@ -206,8 +207,7 @@ class TemplateProducer(Producer):
                     # which only makes this chunk smaller.
                     size = 0
                     self._put_pending(queue)
-                    if queue.full():
-                        await queue.wait_for_space()
+                    await queue.space()
                 elif idle.handle is None:
                     idle.arm()
         finally:
@@ -232,8 +232,7 @@ class TemplateProducer(Producer):
             if not queue.items:
                 break
             await anyio.lowlevel.checkpoint()
-        if queue.full():
-            await queue.wait_for_space()
+        await queue.space()
 
     async def close(self) -> None:
         problem: BaseException | None = None
@@ -325,20 +324,20 @@ class StreamingTemplateResponse(StreamingResponse):
         self.template = template
         self.context = context
         self.error_comment = error_comment_chunk(error_comment)
-        render = render_fragments(template, context)
-        super().__init__(
-            render,
+        self._setup(
+            render_fragments(template, context),
             status_code,
             headers,
             media_type,
             background,
-            timeout=timeout,
-            idle_timeout=idle_timeout,
-            on_outcome=on_outcome,
-            on_shutdown=on_shutdown,
+            StreamOptions.from_arguments(locals()),
         )
-        self.producer = TemplateProducer(
-            render, context, head_bytes=self.message_bytes, environment=template.environment
+
+    def make_producer(self, content: Content) -> Producer:
+        """The template's fragments, held back until the first flush point, then batched."""
+        assert isinstance(content, AsyncGenerator)
+        return TemplateProducer(
+            content, self.context, head_bytes=self.message_bytes, environment=self.template.environment
         )
 
     def pump_settings(self) -> PumpSettings:

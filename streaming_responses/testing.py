@@ -27,8 +27,9 @@ import anyio
 import anyio.lowlevel
 from starlette.datastructures import Headers
 
-from streaming_responses._exceptions import StreamError
-from streaming_responses._framing import Framing, body_allowed, parse_content_length, parse_timeout
+from streaming_responses._exceptions import ASGIProtocolError, ResponseStateError, StreamAborted
+from streaming_responses._framing import Framing, body_allowed
+from streaming_responses._options import parse_content_length, parse_timeout
 from streaming_responses._types import ASGIApp, Message, RawHeaders, Scope
 
 __all__ = ("ASGIProtocolError", "StreamAborted", "StreamingTestClient", "TestResponse")
@@ -49,37 +50,6 @@ _CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.IGNORECASE)
 _SAFE_PATH = "/%!$&'()*+,;=:@-._~"
 _SAFE_QUERY = _SAFE_PATH + "?"
 _END = object()
-
-
-class ASGIProtocolError(RuntimeError):
-    """The app broke the ASGI HTTP protocol, as a strict server would report it.
-
-    Raised into the app from ``send()`` (where uvicorn raises ``RuntimeError``), and
-    raised again to the test, at the latest when the ``stream()`` block ends, even if the app
-    caught it. The message names the offending ASGI message.
-
-    Example::
-
-        with pytest.raises(ASGIProtocolError, match="http.response.body sent before"):
-            await client.get("/broken")
-    """
-
-
-class StreamAborted(StreamError):
-    """The response ended before its body was complete.
-
-    This is what a real HTTP/1.1 client sees as a chunked body that never terminates (curl
-    exits with code 18): the app raised after ``http.response.start``, returned without the
-    final ``http.response.body``, or stopped before its declared trailers. When the app raised,
-    its exception is the ``__cause__``.
-
-    Example::
-
-        async with client.stream("GET", "/fails-midway") as response:
-            with pytest.raises(StreamAborted) as info:
-                await response.read()
-        assert isinstance(info.value.__cause__, ValueError)
-    """
 
 
 class _Phase(enum.Enum):
@@ -653,7 +623,7 @@ class TestResponse:
     def body(self) -> bytes:
         """The whole body; available after ``read()`` (``client.request()`` reads it for you)."""
         if self._body is None:
-            raise RuntimeError("the body has not been read yet: call `await response.read()` first")
+            raise ResponseStateError("the body has not been read yet: call `await response.read()` first")
         return self._body
 
     @property

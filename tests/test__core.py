@@ -29,7 +29,7 @@ from streaming_responses import (
     StreamOutcome,
     StreamTimeout,
 )
-from streaming_responses._core import ChildTasks, ChunkPump, Lifecycle, PumpSettings, StreamState
+from streaming_responses._core import ChildTasks, ChunkPump, PumpSettings
 from streaming_responses._producers import (
     AsyncIterableProducer,
     ChunkQueue,
@@ -812,30 +812,6 @@ async def test_writing_after_the_writer_returned_raises_response_state_error() -
         await kept[0](b"late")
 
 
-# -- the lifecycle -----------------------------------------------------------------------
-
-
-def test_the_lifecycle_refuses_out_of_order_steps() -> None:
-    lifecycle = Lifecycle()
-    with pytest.raises(ResponseStateError, match="cannot finish the body: the response is pending"):
-        lifecycle.finish()
-    lifecycle.start()
-    assert lifecycle.started
-    with pytest.raises(ResponseStateError, match="cannot send the response start"):
-        lifecycle.start()
-    lifecycle.finish()
-    assert lifecycle.state is StreamState.FINISHED
-    with pytest.raises(ResponseStateError, match="already finished"):
-        lifecycle.fail()
-
-
-def test_a_pending_lifecycle_can_fail() -> None:
-    lifecycle = Lifecycle()
-    lifecycle.fail()
-    assert lifecycle.state is StreamState.FAILED
-    assert not lifecycle.started
-
-
 async def test_start_immediately_sends_headers_before_any_chunk() -> None:
     release = anyio.Event()
 
@@ -852,7 +828,7 @@ async def test_start_immediately_sends_headers_before_any_chunk() -> None:
         assert [m["type"] for m in recorder.sent] == ["http.response.start"]
         release.set()
     assert recorder.body == b"late"
-    assert pump.framing is Framing.CHUNKED
+    assert pump.state.framing is Framing.CHUNKED
 
 
 # -- hooks adapters shape the wire with ----------------------------------------------------

@@ -21,6 +21,9 @@ from starlette.testclient import TestClient
 
 from streaming_responses import FileChangedError, FileResponse, FileResponseError, Framing, Outcome
 from streaming_responses._files import FileProducer
+from streaming_responses._producers import Producer
+from streaming_responses._streaming import CallPlan
+from streaming_responses._types import Scope
 from streaming_responses.testing import StreamAborted, StreamingTestClient
 from tests.asgi import Recorder, http_scope
 
@@ -32,6 +35,22 @@ def data_file(tmp_path: Path) -> Path:
     path = tmp_path / "data.bin"
     path.write_bytes(DATA)
     return path
+
+
+class Recorded(FileResponse):
+    """A FileResponse that keeps the producer of each call, for the tests that count reads."""
+
+    producers: list[Producer]
+
+    async def prepare(self, scope: Scope) -> CallPlan:
+        plan = await super().prepare(scope)
+        self.__dict__.setdefault("producers", []).append(plan.producer)
+        return plan
+
+
+def first_producer(response: FileResponse) -> Producer:
+    assert isinstance(response, Recorded)
+    return response.producers[0]
 
 
 def client_for(
@@ -64,10 +83,10 @@ async def test_a_whole_file_is_sent_with_its_length_and_validators(data_file: Pa
 
 @pytest.mark.anyio
 async def test_small_reads_follow_chunk_size(data_file: Path) -> None:
-    client, made = client_for(lambda: FileResponse(data_file, chunk_size=64 * 1024))
+    client, made = client_for(lambda: Recorded(data_file, chunk_size=64 * 1024))
     response = await client.get("/")
     assert response.body == DATA
-    producer = made[0].producer
+    producer = first_producer(made[0])
     assert isinstance(producer, FileProducer)
     assert producer.blocks_read == 16
 
@@ -155,12 +174,12 @@ async def test_if_range_with_a_stale_etag_sends_the_whole_file(data_file: Path) 
 
 @pytest.mark.anyio
 async def test_head_sends_the_headers_and_reads_nothing(data_file: Path) -> None:
-    client, made = client_for(lambda: FileResponse(data_file))
+    client, made = client_for(lambda: Recorded(data_file))
     response = await client.head("/")
     assert response.status_code == 200
     assert response.headers["content-length"] == str(len(DATA))
     assert response.body == b""
-    producer = made[0].producer
+    producer = first_producer(made[0])
     assert isinstance(producer, FileProducer)
     assert producer.blocks_read == 0
 
@@ -311,12 +330,12 @@ async def test_a_file_replaced_after_its_stat_is_an_error_before_the_start(data_
 
 @pytest.mark.anyio
 async def test_a_disconnect_mid_file_stops_the_reads(data_file: Path) -> None:
-    client, made = client_for(lambda: FileResponse(data_file, chunk_size=16 * 1024))
+    client, made = client_for(lambda: Recorded(data_file, chunk_size=16 * 1024))
     async with client.stream("GET", "/") as response:
         chunks = response.iter_bytes()
         await anext(chunks)
         await response.disconnect()
-    producer = made[0].producer
+    producer = first_producer(made[0])
     assert isinstance(producer, FileProducer)
     assert producer.blocks_read < len(DATA) // (16 * 1024) // 2
     assert made[0].outcome is not None

@@ -1,20 +1,17 @@
+"""Framing decisions, tested from tables without an event loop."""
+
 from __future__ import annotations
 
 import pytest
 
 from streaming_responses._framing import (
-    ERROR_TRAILER,
-    STATUS_TRAILER,
+    BatchPlan,
+    Failure,
     Framing,
     FramingDecision,
     body_allowed,
-    coerce_chunk,
     decide_framing,
-    header_tokens,
-    parse_content_length,
-    parse_timeout,
-    status_trailers,
-    trailers_eligible,
+    plan_batch,
 )
 
 
@@ -59,111 +56,73 @@ def test_a_304_declares_no_length_even_when_one_was_given() -> None:
     assert decision == FramingDecision(Framing.NO_BODY, None)
 
 
-@pytest.mark.parametrize(("value", "expected"), [(0, 0), (17, 17), ("17", 17), (b" 5 ", 5)])
-def test_parse_content_length_accepts_non_negative_integers(value: object, expected: int) -> None:
-    assert parse_content_length(value) == expected
+# -- what the sender does with each batch -------------------------------------------------------
+
+CHUNKED = FramingDecision(Framing.CHUNKED, None)
 
 
-@pytest.mark.parametrize("value", [-1, "-1", "1.5", "", "ten", "١٢"])
-def test_parse_content_length_rejects_bad_values_naming_the_source(value: object) -> None:
-    with pytest.raises(ValueError, match="content_length must be a non-negative integer"):
-        parse_content_length(value)
+def length(n: int) -> FramingDecision:
+    return FramingDecision(Framing.CONTENT_LENGTH, n)
 
 
-@pytest.mark.parametrize("value", [True, 1.0, None, [1]])
-def test_parse_content_length_rejects_non_integers_naming_the_type(value: object) -> None:
-    with pytest.raises(TypeError, match="content_length must be an int"):
-        parse_content_length(value)
+# (started, declared, sent, size, last, failed) -> plan
+BATCHES = [
+    # Before the start: a failure reaches the application, nothing is sent.
+    ((False, None, 0, 0, True, True), BatchPlan(failure=Failure.PRODUCER)),
+    ((False, None, 0, 3, True, True), BatchPlan(failure=Failure.PRODUCER, produced=3)),
+    # A body complete before the first send goes out whole, with its length.
+    ((False, None, 0, 5, True, False), BatchPlan(length(5), send=True, final=True, produced=5)),
+    ((False, None, 0, 0, True, False), BatchPlan(length(0), send=True, final=True)),
+    ((False, 5, 0, 5, True, False), BatchPlan(length(5), send=True, final=True, produced=5)),
+    # ... unless it does not match the declared length: a 500, not a short body.
+    ((False, 5, 0, 3, True, False), BatchPlan(failure=Failure.TOO_SHORT, produced=3)),
+    ((False, 5, 0, 7, True, False), BatchPlan(failure=Failure.TOO_LONG, produced=7)),
+    # A first batch already past the declared length fails before the start too.
+    ((False, 5, 0, 7, False, False), BatchPlan(failure=Failure.TOO_LONG, produced=7)),
+    # More to come: start chunked (or with the declared length) and send.
+    ((False, None, 0, 4, False, False), BatchPlan(CHUNKED, send=True, produced=4)),
+    ((False, 10, 0, 4, False, False), BatchPlan(length(10), send=True, produced=4)),
+    ((False, None, 0, 0, False, False), BatchPlan(CHUNKED)),
+    # Streaming: send more, finish, or fail after sending what is there.
+    ((True, None, 4, 4, False, False), BatchPlan(send=True, produced=8)),
+    ((True, None, 4, 0, False, False), BatchPlan(produced=4)),
+    ((True, None, 4, 4, True, False), BatchPlan(send=True, final=True, produced=8)),
+    ((True, None, 4, 0, True, False), BatchPlan(send=True, final=True, produced=4)),
+    ((True, None, 4, 4, True, True), BatchPlan(send=True, failure=Failure.PRODUCER, produced=8)),
+    ((True, None, 4, 0, True, True), BatchPlan(failure=Failure.PRODUCER, produced=4)),
+    ((True, 10, 4, 6, True, False), BatchPlan(send=True, final=True, produced=10)),
+    ((True, 10, 4, 2, True, False), BatchPlan(send=True, failure=Failure.TOO_SHORT, produced=6)),
+    ((True, 10, 4, 0, True, False), BatchPlan(failure=Failure.TOO_SHORT, produced=4)),
+    # The bytes past a declared length are never sent.
+    ((True, 10, 4, 7, False, False), BatchPlan(failure=Failure.TOO_LONG, produced=11)),
+    ((True, 10, 4, 7, True, False), BatchPlan(failure=Failure.TOO_LONG, produced=11)),
+    ((True, 10, 4, 7, True, True), BatchPlan(failure=Failure.TOO_LONG, produced=11)),
+    ((True, 10, 4, 6, True, True), BatchPlan(send=True, failure=Failure.PRODUCER, produced=10)),
+]
 
 
-def test_parse_timeout_accepts_positive_seconds_and_none() -> None:
-    assert parse_timeout(None, "timeout") is None
-    assert parse_timeout(2, "timeout") == 2.0
-    assert parse_timeout(0.5, "idle_timeout") == 0.5
+@pytest.mark.parametrize(("facts", "expected"), BATCHES)
+def test_each_batch_is_planned_from_what_is_known(
+    facts: tuple[bool, int | None, int, int, bool, bool], expected: BatchPlan
+) -> None:
+    started, declared, sent, size, last, failed = facts
+    plan = plan_batch(
+        started=started,
+        status_code=200,
+        declared_length=declared,
+        sent=sent,
+        size=size,
+        last=last,
+        failed=failed,
+    )
+    assert plan == expected
 
 
-@pytest.mark.parametrize("value", [0, -1, float("nan")])
-def test_parse_timeout_rejects_non_positive_values(value: float) -> None:
-    with pytest.raises(ValueError, match="idle_timeout must be a positive number"):
-        parse_timeout(value, "idle_timeout")
-
-
-@pytest.mark.parametrize("value", ["1", True])
-def test_parse_timeout_rejects_non_numbers(value: object) -> None:
-    with pytest.raises(TypeError, match="timeout must be a number of seconds"):
-        parse_timeout(value, "timeout")  # type: ignore[arg-type]
-
-
-def test_coerce_chunk_passes_bytes_through_unchanged() -> None:
-    chunk = b"abc"
-    assert coerce_chunk(chunk, "utf-8") is chunk
-
-
-def test_coerce_chunk_encodes_text_with_the_charset() -> None:
-    assert coerce_chunk("é", "utf-8") == b"\xc3\xa9"
-    assert coerce_chunk("é", "latin-1") == b"\xe9"
-
-
-def test_coerce_chunk_copies_buffers_the_producer_may_reuse() -> None:
-    buffer = bytearray(b"abc")
-    view = memoryview(buffer)
-    assert coerce_chunk(view, "utf-8") == b"abc"
-    assert coerce_chunk(buffer, "utf-8") == b"abc"
-    assert type(coerce_chunk(view, "utf-8")) is bytes
-
-
-def test_coerce_chunk_accepts_subclasses_of_str() -> None:
-    class Text(str):
-        pass
-
-    assert coerce_chunk(Text("hi"), "utf-8") == b"hi"
-
-
-@pytest.mark.parametrize(("chunk", "name"), [(1, "int"), (None, "NoneType"), ({"a": 1}, "dict")])
-def test_coerce_chunk_rejects_other_types_naming_them(chunk: object, name: str) -> None:
-    with pytest.raises(TypeError, match=f"must be bytes, str or memoryview, not {name}"):
-        coerce_chunk(chunk, "utf-8")
-
-
-def test_header_tokens_reads_every_matching_header_case_insensitively() -> None:
-    headers = [(b"TE", b"Trailers;q=1, gzip"), (b"te", b"deflate"), (b"accept", b"x")]
-    assert header_tokens(headers, b"te") == {b"trailers", b"gzip", b"deflate"}
-
-
-def test_header_tokens_skips_empty_items() -> None:
-    assert header_tokens([(b"te", b" , ,")], b"te") == set()
-
-
-def scope_for(
-    *, http_version: str = "2", te: bytes | None = b"trailers", extension: bool = True
-) -> dict[str, object]:
-    headers = [(b"te", te)] if te is not None else []
-    return {
-        "http_version": http_version,
-        "headers": headers,
-        "extensions": {"http.response.trailers": {}} if extension else {},
-    }
-
-
-def test_trailers_are_eligible_on_http2_with_the_extension_and_te_trailers() -> None:
-    assert trailers_eligible(scope_for())
-    assert trailers_eligible(scope_for(http_version="3"))
-
-
-@pytest.mark.parametrize(
-    "scope",
-    [
-        scope_for(http_version="1.1"),
-        scope_for(te=None),
-        scope_for(te=b"gzip"),
-        scope_for(extension=False),
-        {"http_version": "2", "headers": [(b"te", b"trailers")]},
-    ],
-)
-def test_trailers_are_not_eligible_when_any_condition_is_missing(scope: dict[str, object]) -> None:
-    assert not trailers_eligible(scope)
-
-
-def test_status_trailers_say_complete_or_name_the_error() -> None:
-    assert status_trailers(None) == [(STATUS_TRAILER, b"complete")]
-    assert status_trailers(KeyError("x")) == [(STATUS_TRAILER, b"error"), (ERROR_TRAILER, b"KeyError")]
+@pytest.mark.parametrize("size", [0, 1, 100])
+@pytest.mark.parametrize("sent", [0, 5])
+def test_a_final_batch_never_ends_a_body_that_is_shorter_than_declared(sent: int, size: int) -> None:
+    plan = plan_batch(
+        started=True, status_code=200, declared_length=200, sent=sent, size=size, last=True, failed=False
+    )
+    assert not plan.final
+    assert plan.failure is Failure.TOO_SHORT

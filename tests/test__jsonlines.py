@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from streaming_responses import JSONLinesResponse
-from streaming_responses._jsonlines import ENCODERS, JSONLinesEncoder, jsonable, pick_dumps
+from streaming_responses._json import ENCODERS, jsonable, pick_dumps
+from streaming_responses._jsonlines import JSONLinesEncoder
 from streaming_responses.testing import StreamAborted, StreamingTestClient
 
 

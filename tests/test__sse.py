@@ -34,14 +34,9 @@ from streaming_responses import (
     end_all_streams,
     last_event_id,
 )
-from streaming_responses._sse import (
-    _EncodingIterator,
-    _stdlib_json,
-    as_event,
-    encode_event,
-    encode_item,
-    encode_items,
-)
+from streaming_responses._events import as_event, encode_event, encode_item, encode_items
+from streaming_responses._json import _stdlib_json
+from streaming_responses._sse import _EncodingIterator
 from streaming_responses.testing import StreamAborted, StreamingTestClient
 from tests.sse_parser import EventStreamParser, ParsedEvent, parse_stream
 

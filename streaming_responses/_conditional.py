@@ -1,6 +1,7 @@
-"""Pure HTTP decisions for serving a file: ranges, validators, conditionals, encodings.
+"""Pure HTTP decisions for serving a file: ranges, validators, conditional requests.
 
-This module owns every rule of RFC 9110 that shapes a file response and nothing else: it never
+This module owns the rules of RFC 9110 §13 and §14 that shape a file response (content
+negotiation lives in ``_negotiation.py``, shared with compression): it never
 awaits, never reads a file and never touches ASGI. :mod:`._files` gathers the facts (the
 request headers, the file's size and modification time) and asks :func:`decide` what to
 answer; the decision comes back as plain data.
@@ -32,7 +33,6 @@ _RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
 # RFC 9110 §8.8.3: entity-tag = [ weak ] opaque-tag; etagc excludes DQUOTE, CTLs and space.
 _ENTITY_TAG = re.compile(r'\s*(W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
 # RFC 9110 §12.4.2: qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ).
-_QVALUE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Numbers longer than this are larger than any file; comparing them as text avoids converting
 # thousands of digits (CPython refuses int() of more than 4300 digits).
@@ -403,67 +403,6 @@ def if_range_allows(value: str, validators: Validators, now: float) -> bool:
     date = parse_http_date(value)
     modified = validators.last_modified
     return date is not None and modified is not None and date == modified and modified + 1 <= now
-
-
-# -- content codings (RFC 9110 §12.5.3) --------------------------------------------------------
-
-
-def parse_accept_encoding(value: str) -> dict[str, float]:
-    """The q-value of each coding an ``Accept-Encoding`` value names (lower-cased).
-
-    ``x-gzip`` counts as ``gzip`` (§8.4.1.3). A member with an unreadable q-value is skipped.
-
-    >>> parse_accept_encoding("gzip;q=0.5, br, *;q=0")
-    {'gzip': 0.5, 'br': 1.0, '*': 0.0}
-    """
-    weights: dict[str, float] = {}
-    for member in value.split(","):
-        coding, *params = (part.strip() for part in member.split(";"))
-        coding = coding.lower()
-        if not _TOKEN.fullmatch(coding):
-            continue
-        if coding == "x-gzip":
-            coding = "gzip"
-        weight = 1.0
-        for param in params:
-            name, _, raw = param.partition("=")
-            if name.strip().lower() == "q":
-                raw = raw.strip()
-                if not _QVALUE.fullmatch(raw):
-                    break
-                weight = float(raw)
-        else:
-            weights[coding] = max(weight, weights.get(coding, 0.0)) if coding in weights else weight
-    return weights
-
-
-def negotiate_encoding(header: str | None, available: Iterable[str]) -> str | None:
-    """The content coding to send, among ``available`` (in server preference); ``None``: identity.
-
-    A coding is acceptable when the request lists it (or ``*``) with a q-value above 0; the
-    highest q-value wins, ties go to the earlier of ``available``. ``identity`` wins only when
-    the request prefers it explicitly. Without an ``Accept-Encoding`` header the identity is
-    sent (RFC 9110 §12.5.3 would allow any coding, but a client that did not ask may not
-    decode it). When nothing is acceptable, the identity is sent as well rather than a 406.
-
-    >>> negotiate_encoding("gzip, br", ["br", "gzip"]), negotiate_encoding("br;q=0, gzip", ["br", "gzip"])
-    ('br', 'gzip')
-    >>> negotiate_encoding("identity;q=1, gzip;q=0.5", ["gzip"]) is None
-    True
-    """
-    if header is None:
-        return None
-    weights = parse_accept_encoding(header)
-    star = weights.get("*")
-    best: str | None = None
-    best_weight = 0.0
-    for coding in available:
-        weight = weights.get(coding, star if star is not None else 0.0)
-        if weight > best_weight:
-            best, best_weight = coding, weight
-    if best is not None and "identity" in weights and weights["identity"] > best_weight:
-        return None
-    return best
 
 
 # -- the whole decision -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The pure HTTP decisions of file serving: ranges, validators, conditionals, encodings."""
+"""The pure HTTP decisions of file serving: ranges, validators, conditional requests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streaming_responses._http import (
+from streaming_responses._conditional import (
     FileDecision,
     RangeNotSatisfiable,
     Validators,
@@ -22,8 +22,6 @@ from streaming_responses._http import (
     make_etag,
     merge_ranges,
     multipart_plan,
-    negotiate_encoding,
-    parse_accept_encoding,
     parse_entity_tags,
     parse_http_date,
     parse_range,
@@ -325,49 +323,3 @@ def test_decide_answers_ranges_only_for_get_and_only_when_if_range_allows() -> N
     )
     with pytest.raises(RangeNotSatisfiable):
         decide("GET", [("range", "bytes=100-")], validators=V, size=100, now=1e9)
-
-
-# -- content codings ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        (None, None),
-        ("", None),
-        ("gzip", "gzip"),
-        ("x-gzip", "gzip"),
-        ("br", "br"),
-        ("gzip, deflate, br", "br"),
-        ("br;q=0.5, gzip", "gzip"),
-        ("br;q=0, gzip;q=0", None),
-        ("br;q=0", None),
-        ("*", "br"),
-        ("*;q=0.5, br;q=0", "gzip"),
-        ("*;q=0", None),
-        ("identity", None),
-        ("identity;q=1, br;q=0.9", None),
-        ("identity;q=0.5, br;q=0.9", "br"),
-        ("GZIP;Q=1", "gzip"),
-        ("br;q=2, gzip", "gzip"),  # an invalid q-value drops that member
-        ("br;q=abc", None),
-        ("br;q=0.001", "br"),
-        ("deflate", None),
-    ],
-)
-def test_the_encoding_with_the_highest_q_value_wins(header: str | None, expected: str | None) -> None:
-    assert negotiate_encoding(header, ["br", "gzip"]) == expected
-
-
-def test_only_available_encodings_are_chosen() -> None:
-    assert negotiate_encoding("br, gzip", ["gzip"]) == "gzip"
-    assert negotiate_encoding("br", []) is None
-
-
-def test_accept_encoding_keeps_the_highest_weight_of_a_repeated_coding() -> None:
-    assert parse_accept_encoding("gzip;q=0.2, gzip;q=0.7, ;q=1, b@d") == {"gzip": 0.7}
-
-
-@given(st.text(max_size=60))
-def test_encoding_negotiation_never_raises(header: str) -> None:
-    assert negotiate_encoding(header, ["br", "gzip"]) in (None, "br", "gzip")
