@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-min lint typecheck pytest bench bench-smoke clean
+.PHONY: install system-deps demo test test-min test-harness lint typecheck pytest bench bench-smoke clean
 
 # Debian packages the tests (chromium, for EventSource in a real browser) and the benchmarks
 # (nginx-light, the file-serving yardstick) need; installed with apt-get only when missing.
@@ -57,7 +57,11 @@ test-min: $(MIN_STAMP)
 	PYTHONPATH=$(CURDIR) $(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 		tests/test__core.py tests/test__framing.py tests/test_streaming.py tests/test_testing.py
 
-test: lint typecheck pytest test-min
+# The e2e suite against Starlette's own classes must fail where a guarantee is missing.
+test-harness: $(STAMP) system-deps
+	$(BIN)/python -m tests.e2e.prove_failing
+
+test: lint typecheck pytest test-min test-harness
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m benchmarks

@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import pytest
@@ -392,10 +393,12 @@ def threads_running_producers() -> list[str]:
 @pytest.mark.timeout(60)
 async def test_a_thousand_disconnects_leave_no_task_and_no_thread_behind() -> None:
     started = finally_count = 0
+    began = anyio.Event()
 
     async def endless() -> AsyncIterator[bytes]:
         nonlocal started, finally_count
         started += 1
+        began.set()
         try:
             while True:
                 yield b"x" * 100
@@ -406,6 +409,7 @@ async def test_a_thousand_disconnects_leave_no_task_and_no_thread_behind() -> No
     def sync_endless() -> Iterator[bytes]:
         nonlocal started, finally_count
         started += 1
+        anyio.from_thread.run_sync(began.set)
         try:
             while True:
                 yield b"y" * 100
@@ -416,16 +420,17 @@ async def test_a_thousand_disconnects_leave_no_task_and_no_thread_behind() -> No
     for index in range(1_000):
         recorder = Recorder(send_delay=0.0005)
         content = endless() if index % 2 else sync_endless()
+        began = anyio.Event()
         async with anyio.create_task_group() as group:
             group.start_soon(run, StreamingResponse(content), recorder)
-            await anyio.sleep(0.001)
+            await began.wait()  # the producer is running: disconnect in the middle of it
             recorder.disconnect.set()
-    # A generator the disconnect beat to its first item never ran, so has nothing to clean up;
-    # every one that started is closed (a sync one in its thread, after its current item).
-    with anyio.fail_after(1):
+    # Every producer started, and every one is closed (a sync one in its thread, after its
+    # current item). The bound only keeps a broken close from hanging the test.
+    with anyio.fail_after(10):
         while finally_count < started:
             await anyio.sleep(0.005)
-    assert started > 900
+    assert started == 1_000
     assert finally_count == started
     assert len(asyncio.all_tasks()) == baseline_tasks
     # Idle worker threads stay in anyio's pool for reuse (and expire after 10 s idle); what
