@@ -16,7 +16,8 @@ One response runs three cooperating pieces, two of them in child tasks (:class:`
 
 * the producer task fills a bounded :class:`~._producers.ChunkQueue`;
 * the sender (the response's own task) takes whatever is queued, joins it into one message
-  and sends it; it never waits for more than is already there;
+  and sends it; it never waits for more than is already there (how producers fill whole
+  messages anyway is the loop-turn model, in ``_producers.py``);
 * the listener reads ``receive()`` for ``http.disconnect``, because no server in use reports
   ASGI spec 2.4 and ``send()`` stays silent once the client is gone.
 """
@@ -60,8 +61,6 @@ ErrorChunk = Callable[[BaseException], "bytes | None"]
 #: Seconds the core waits for the courtesy sends of an ending (error chunk, trailers) when no
 #: ``send_timeout`` bounds them: a client that stopped reading must not hold the task forever.
 COURTESY_SEND_TIMEOUT = 5.0
-#: The most loop turns the sender gives a producer that hands over one chunk per turn.
-MAX_GATHER_TURNS = 4096
 #: Seconds the core spends ending a stream cleanly after the server cancelled it.
 CANCELLED_END_TIMEOUT = 0.5
 
@@ -271,8 +270,6 @@ class ChunkPump:
                 # for a generator that fails right after its first chunk.
                 looked_again = True
                 await anyio.lowlevel.checkpoint()
-            elif state.started and not queue.finished:
-                await gather_while_flowing(queue)
             # Read `finished` before looking at the items: it is set after the last append.
             finished = queue.finished
             chunks = queue.take_now()
@@ -540,22 +537,3 @@ def decide_framing_now(settings: PumpSettings, complete_length: int | None) -> F
         complete_length=complete_length,
     )
 
-
-async def gather_while_flowing(queue: ChunkQueue) -> None:
-    """Give the producer loop turns while each one brings more chunks, up to the bound.
-
-    Some producers hand over one chunk per loop turn: FastAPI wraps a generator path
-    operation so that it awaits ``anyio.sleep(0)`` after every item. Sending at once would
-    then mean one ASGI message per item. The sender instead yields the loop for as long as
-    every turn brings new chunks and the queue is below its bound; the first turn that brings
-    nothing ends the gathering. No clock is involved, so a chunk is held back by at most the
-    loop turns in which more chunks arrived, never for a producer that has gone quiet.
-    """
-    # Count items, not bytes: the async producer's hot loop writes `produced` back lazily.
-    # The producer itself stops at the byte bound, which ends the growth and so the gathering.
-    items = queue.items
-    for _ in range(MAX_GATHER_TURNS):
-        before = len(items)
-        await anyio.lowlevel.checkpoint()
-        if len(items) == before or queue.finished:
-            return

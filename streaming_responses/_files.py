@@ -6,7 +6,7 @@ reading it off the event loop in large blocks, and turning the decision of
 answer, 304, 412 and 416 included, is handed to the core like any other body, and on granian
 the core sends whole files with ``http.response.pathsend``.
 
-The rule that keeps it simple: ``__call__`` gathers facts (the request headers, one ``stat``)
+The rule that keeps it simple: ``prepare`` gathers facts (the request headers, one ``stat``)
 and asks the pure functions of ``_conditional.py``; the only I/O after that is the producer's reads,
 and a read that comes back short ends the stream as an error, never as a complete body.
 """

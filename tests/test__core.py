@@ -1019,7 +1019,7 @@ async def test_a_producer_that_hands_over_one_chunk_per_loop_turn_is_still_coale
     assert len(recorder.bodies) < 20
 
 
-async def test_gathering_stops_at_the_first_loop_turn_that_brings_nothing() -> None:
+async def test_a_chunk_is_sent_while_the_producer_waits_for_more() -> None:
     release = anyio.Event()
 
     async def burst_then_wait() -> AsyncIterator[bytes]:
