@@ -44,7 +44,7 @@ recent: deque[dict[str, object]] = deque(maxlen=50)
 def remember(outcome: StreamOutcome) -> None:
     recent.appendleft(
         {
-            "outcome": outcome.outcome.value,
+            "outcome": outcome.kind.value,
             "status": outcome.status_code,
             "bytes": outcome.bytes_sent,
             "seconds": round(outcome.duration, 4),

@@ -164,7 +164,7 @@ async def test_a_declared_length_is_sent_and_a_matching_body_completes() -> None
     assert recorder.body == b"abcde"
     assert recorder.ended
     assert response.outcome is not None
-    assert response.outcome.outcome is Outcome.COMPLETE
+    assert response.outcome.kind is Outcome.COMPLETE
 
 
 async def test_a_content_length_header_given_by_hand_is_enforced_like_content_length() -> None:
@@ -339,7 +339,7 @@ async def test_a_disconnect_closes_an_endless_async_generator_promptly() -> None
     assert closed_at[0] - disconnected_at < 0.1
     assert not recorder.ended
     assert response.outcome is not None
-    assert response.outcome.outcome is Outcome.DISCONNECTED
+    assert response.outcome.kind is Outcome.DISCONNECTED
     assert response.outcome.bytes_sent == len(recorder.body)
 
 
@@ -370,7 +370,7 @@ async def test_a_disconnect_closes_a_sync_generator_in_its_thread_after_the_curr
     assert len(events) == 1
     assert events[0][1] != loop_thread
     assert response.outcome is not None
-    assert response.outcome.outcome is Outcome.DISCONNECTED
+    assert response.outcome.kind is Outcome.DISCONNECTED
 
 
 def threads_running_producers() -> list[str]:
@@ -481,7 +481,7 @@ async def test_a_client_disconnect_seen_by_a_duplex_producer_is_a_disconnect() -
     response = StreamingResponse(body(), duplex=True)
     recorder = await run(response)
     assert response.outcome is not None
-    assert response.outcome.outcome is Outcome.DISCONNECTED
+    assert response.outcome.kind is Outcome.DISCONNECTED
     assert not recorder.ended
 
 
@@ -532,7 +532,7 @@ async def test_an_error_after_the_start_is_re_raised_and_the_body_is_never_termi
     assert records[0].exc_info is not None
     assert "RuntimeError: database went away" in records[0].getMessage()
     assert response.outcome is not None
-    assert response.outcome.outcome is Outcome.ERROR
+    assert response.outcome.kind is Outcome.ERROR
     assert isinstance(response.outcome.error, RuntimeError)
 
 
@@ -546,7 +546,7 @@ async def test_an_error_after_the_start_ends_with_error_trailers_where_they_reac
     assert recorder.ended
     assert recorder.trailers == {b"stream-status": b"error", b"stream-error": b"RuntimeError"}
     assert response.outcome is not None
-    assert response.outcome.outcome is Outcome.ERROR
+    assert response.outcome.kind is Outcome.ERROR
     assert response.outcome.trailers is True
 
 
@@ -607,7 +607,7 @@ async def test_a_total_timeout_ends_a_started_stream_as_an_error_and_closes_the_
     assert len(closed) == 1
     assert not recorder.ended
     assert response.outcome is not None
-    assert response.outcome.outcome is Outcome.TIMEOUT
+    assert response.outcome.kind is Outcome.TIMEOUT
 
 
 async def test_a_timeout_does_not_wait_for_a_sync_producer_blocked_in_its_thread() -> None:
@@ -653,7 +653,7 @@ async def test_an_idle_timeout_between_chunks_reports_through_trailers_when_poss
     await run(response, recorder, http_version="2", trailers=True, headers=[(b"te", b"trailers")])
     assert recorder.trailers == {b"stream-status": b"error", b"stream-error": b"StreamTimeout"}
     assert response.outcome is not None
-    assert response.outcome.outcome is Outcome.TIMEOUT
+    assert response.outcome.kind is Outcome.TIMEOUT
 
 
 async def test_an_idle_timeout_does_not_fire_while_chunks_keep_coming() -> None:
@@ -729,7 +729,7 @@ async def test_on_outcome_is_called_once_with_bytes_and_duration() -> None:
     await run(StreamingResponse(slow_chunks(b"abc", b"de"), on_outcome=outcomes.append))
     assert len(outcomes) == 1
     outcome = outcomes[0]
-    assert outcome.outcome is Outcome.COMPLETE
+    assert outcome.kind is Outcome.COMPLETE
     assert outcome.bytes_sent == 5
     assert outcome.status_code == 200
     assert outcome.started
@@ -864,7 +864,7 @@ async def test_an_opening_chunk_follows_an_immediate_start() -> None:
         recorder.disconnect.set()
     assert finalized == ["closed"]
     assert pump.outcome is not None
-    assert pump.outcome.outcome is Outcome.DISCONNECTED
+    assert pump.outcome.kind is Outcome.DISCONNECTED
 
 
 async def test_keepalive_chunks_are_sent_only_while_nothing_else_is_sent() -> None:
@@ -884,7 +884,7 @@ async def test_keepalive_chunks_are_sent_only_while_nothing_else_is_sent() -> No
     pings = [t for t, m in zip(recorder.times, recorder.sent, strict=True) if m.get("body") == b"ping"]
     assert 0.08 < pings[1] - pings[0] < 0.2
     assert pump.outcome is not None
-    assert pump.outcome.outcome is Outcome.COMPLETE
+    assert pump.outcome.kind is Outcome.COMPLETE
 
 
 async def test_keepalive_does_not_hide_an_idle_timeout() -> None:
@@ -933,7 +933,7 @@ async def test_a_send_that_blocks_past_send_timeout_drops_the_client_and_closes_
     assert finalized == ["closed"]
     assert b"never sent" not in recorder.body
     assert pump.outcome is not None
-    assert pump.outcome.outcome is Outcome.TIMEOUT
+    assert pump.outcome.kind is Outcome.TIMEOUT
 
 
 async def test_an_error_chunk_is_sent_before_the_abort() -> None:
@@ -980,7 +980,7 @@ async def test_pathsend_replaces_the_producer_where_the_server_offers_it() -> No
     assert len(recorder.sent) == 2
     assert isinstance(unread, types.AsyncGeneratorType)
     assert unread.ag_frame is None  # closed without ever running
-    assert outcome.outcome is Outcome.COMPLETE
+    assert outcome.kind is Outcome.COMPLETE
     assert outcome.bytes_sent == 1234
 
 

@@ -309,7 +309,7 @@ async def test_a_file_that_shrinks_while_sent_never_looks_complete(data_file: Pa
                 pass
     assert isinstance(info.value.__cause__, FileChangedError)
     assert made[0].outcome is not None
-    assert made[0].outcome.outcome is Outcome.ERROR
+    assert made[0].outcome.kind is Outcome.ERROR
 
 
 @pytest.mark.anyio
@@ -339,7 +339,7 @@ async def test_a_disconnect_mid_file_stops_the_reads(data_file: Path) -> None:
     assert isinstance(producer, FileProducer)
     assert producer.blocks_read < len(DATA) // (16 * 1024) // 2
     assert made[0].outcome is not None
-    assert made[0].outcome.outcome is Outcome.DISCONNECTED
+    assert made[0].outcome.kind is Outcome.DISCONNECTED
 
 
 @pytest.mark.anyio

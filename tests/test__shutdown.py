@@ -68,7 +68,7 @@ async def test_end_all_streams_ends_an_end_stream_with_its_last_chunk_and_a_term
     assert recorder.ended
     assert finalized == ["closed"]
     assert pump.outcome is not None
-    assert pump.outcome.outcome is Outcome.SHUTDOWN
+    assert pump.outcome.kind is Outcome.SHUTDOWN
     assert pump.outcome.error is None
 
 
@@ -115,7 +115,7 @@ async def test_an_abort_stream_is_cut_off_so_it_cannot_look_complete() -> None:
     assert not recorder.ended
     assert finalized == ["closed"]
     assert pump.outcome is not None
-    assert pump.outcome.outcome is Outcome.SHUTDOWN
+    assert pump.outcome.kind is Outcome.SHUTDOWN
     assert isinstance(pump.outcome.error, StreamShutdown)
 
 
@@ -165,7 +165,7 @@ async def test_a_streaming_response_can_end_on_shutdown() -> None:
         end_all_streams()
     assert recorder.ended
     assert response.outcome is not None
-    assert response.outcome.outcome is Outcome.SHUTDOWN
+    assert response.outcome.kind is Outcome.SHUTDOWN
 
 
 @pytest.fixture
@@ -217,7 +217,7 @@ async def test_a_stream_opening_after_the_shutdown_signal_ends_at_once(
             await late_pump.run(http_scope(), late.receive, late.send)
     assert late.ended
     assert late_pump.outcome is not None
-    assert late_pump.outcome.outcome is Outcome.SHUTDOWN
+    assert late_pump.outcome.kind is Outcome.SHUTDOWN
 
 
 def test_streams_outside_the_main_thread_install_no_handler_but_can_be_ended() -> None:
@@ -254,7 +254,7 @@ async def test_an_end_stream_cancelled_by_the_server_still_ends_its_body_cleanly
     assert recorder.ended
     assert finalized == ["closed"]
     assert pump.outcome is not None
-    assert pump.outcome.outcome is Outcome.SHUTDOWN
+    assert pump.outcome.kind is Outcome.SHUTDOWN
 
 
 async def test_a_wait_stream_cancelled_by_the_server_is_a_disconnect_and_stays_unterminated() -> None:
@@ -266,7 +266,7 @@ async def test_a_wait_stream_cancelled_by_the_server_is_a_disconnect_and_stays_u
         group.cancel_scope.cancel()
     assert not recorder.ended
     assert pump.outcome is not None
-    assert pump.outcome.outcome is Outcome.DISCONNECTED
+    assert pump.outcome.kind is Outcome.DISCONNECTED
 
 
 async def test_background_tasks_run_after_a_clean_shutdown_end() -> None:

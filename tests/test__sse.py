@@ -379,7 +379,7 @@ async def test_end_all_streams_sends_the_shutdown_event_and_ends_the_body() -> N
         return EventSourceResponse(
             endless(),
             shutdown_event=ServerSentEvent("bye", event="shutdown", retry=1000),
-            on_outcome=lambda outcome: outcomes.append(outcome.outcome),
+            on_outcome=lambda outcome: outcomes.append(outcome.kind),
         )
 
     client = StreamingTestClient(make_app(endpoint))
@@ -597,7 +597,7 @@ async def test_a_client_that_stops_reading_is_dropped_after_send_timeout() -> No
                 closed.set()
 
         return EventSourceResponse(
-            flood(), send_timeout=0.1, on_outcome=lambda outcome: outcomes.append(outcome.outcome)
+            flood(), send_timeout=0.1, on_outcome=lambda outcome: outcomes.append(outcome.kind)
         )
 
     client = StreamingTestClient(make_app(endpoint), raise_app_exceptions=False)

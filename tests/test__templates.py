@@ -576,7 +576,7 @@ async def test_status_headers_background_and_outcome_are_those_given() -> None:
     assert response.headers["x-page"] == "1"
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert ran == ["background"]
-    assert [outcome.outcome for outcome in outcomes] == [Outcome.COMPLETE]
+    assert [outcome.kind for outcome in outcomes] == [Outcome.COMPLETE]
 
 
 def test_bad_arguments_are_refused_with_a_clear_error() -> None:

@@ -260,7 +260,7 @@ def _outcome_recorder(probe_id: str | None) -> Callable[[Any], None] | None:
         PROBES.record(
             probe_id,
             outcome={
-                "outcome": outcome.outcome.value,
+                "outcome": outcome.kind.value,
                 "status_code": outcome.status_code,
                 "bytes_sent": outcome.bytes_sent,
                 "duration": outcome.duration,

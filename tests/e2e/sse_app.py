@@ -48,7 +48,7 @@ BROKER = EventBroker(history=100)
 
 def _outcome(probe_id: str | None) -> Any:
     def on_outcome(outcome: Any) -> None:
-        PROBES.record(probe_id, outcome=str(getattr(outcome.outcome, "value", outcome.outcome)))
+        PROBES.record(probe_id, outcome=str(getattr(outcome.kind, "value", outcome.kind)))
 
     return on_outcome
 
