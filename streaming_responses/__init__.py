@@ -39,6 +39,7 @@ from ._exceptions import (
 from ._files import FileResponse
 from ._framing import Framing
 from ._jsonlines import JSONLinesResponse
+from ._logs import DuplicateStreamErrorFilter
 from ._outcome import Outcome, StreamOutcome
 from ._shutdown import ShutdownPolicy, end_all_streams
 from ._sse import EventSourceResponse, last_event_id
@@ -52,6 +53,7 @@ __all__ = (
     "BrokerError",
     "CSVResponse",
     "ContentLengthError",
+    "DuplicateStreamErrorFilter",
     "EventBroker",
     "EventSourceResponse",
     "EventsLost",

@@ -44,7 +44,8 @@ from ._endings import (
 )
 from ._exceptions import ContentLengthError, ResponseStateError, StreamShutdown, StreamTimeout
 from ._framing import BatchPlan, Failure, FramingDecision, body_allowed, decide_framing, plan_batch
-from ._outcome import Outcome, OutcomeCallback, StreamOutcome
+from ._logs import log_failed_stream
+from ._outcome import OBSERVER_SCOPE_KEY, Outcome, OutcomeCallback, StreamObserver, StreamOutcome
 from ._producers import ChunkQueue, Producer, close_quietly
 from ._shutdown import REGISTRY, ShutdownPolicy
 from ._state import Gone, ResponseState
@@ -111,10 +112,14 @@ class ChunkPump:
         settings: PumpSettings,
         producer: Producer,
         on_outcome: OutcomeCallback | None = None,
+        *,
+        name: str = "response",
     ) -> None:
         self.settings = settings
         self.producer = producer
         self.on_outcome = on_outcome
+        #: The response class's name, for the log record of a failure and for observers.
+        self.name = name
         #: Where the response is; the one object the ending is decided from.
         self.state = ResponseState()
         #: The record of how the response ended, once it has (also when run() raised).
@@ -125,11 +130,24 @@ class ChunkPump:
         self._track_sends = settings.keepalive is not None
         self._body_warning_given = False
         self._main_scope = anyio.CancelScope()
+        self._request_line = ("GET", "")
+        self._observed: Callable[[StreamOutcome], None] | None = None
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> StreamOutcome:
+        observe: StreamObserver | None = scope.get(OBSERVER_SCOPE_KEY)
+        if observe is None:
+            return await self._run(scope, receive, send)
+        # The hook for tracing (streaming_responses.otel): it spans the whole run, not the
+        # endpoint, and is given the outcome before its context exits.
+        with observe(self.name, scope) as observed:
+            self._observed = observed
+            return await self._run(scope, receive, send)
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send) -> StreamOutcome:
         self._begun = time.perf_counter()
         settings = self.settings
         method = scope.get("method", "GET")
+        self._request_line = (method, scope.get("path", ""))
         if not body_allowed(method, settings.status_code):
             return await self._run_without_body(method, send)
         if settings.pathsend is not None and "http.response.pathsend" in scope.get("extensions", {}):
@@ -451,22 +469,14 @@ class ChunkPump:
             # Nothing was sent: the application's exception handlers answer (404, 500, ...).
             await self._report(ending.outcome, error)
             raise error
-        if ending.log:
-            logger.error(
-                "streamed response failed after %d bytes: %s: %s",
-                state.bytes_sent,
-                type(error).__name__,
-                error,
-                exc_info=error,
-            )
         if ending.start or ending.error_chunk or ending.shutdown_chunk or ending.finish:
             bound = self.settings.send_timeout or COURTESY_SEND_TIMEOUT
             with anyio.move_on_after(bound):
                 await self._courtesy(ending, error, send)
         if state.finished:
-            return await self._report(ending.outcome, error)
+            return await self._report(ending.outcome, error, log=ending.log)
         state.fail()
-        outcome = await self._report(ending.outcome, error)
+        outcome = await self._report(ending.outcome, error, log=ending.log)
         if ending.abort or ending.finish:
             # Re-raising is the only honest signal left on HTTP/1.1: the server drops the
             # connection, so a chunked body is never terminated and a sized one ends short.
@@ -500,8 +510,13 @@ class ChunkPump:
             logger.warning("error_chunk raised %r; sending no error chunk", exc, exc_info=exc)
             return None
 
-    async def _report(self, kind: Outcome, error: BaseException | None = None) -> StreamOutcome:
-        """Build the one :class:`StreamOutcome` of this response and hand it to ``on_outcome``."""
+    async def _report(
+        self, kind: Outcome, error: BaseException | None = None, *, log: bool = False
+    ) -> StreamOutcome:
+        """Build the one :class:`StreamOutcome` of this response and hand it to ``on_outcome``.
+
+        ``log``: the failure happened after the start; write its one log record first.
+        """
         state = self.state
         gone = state.gone
         outcome = StreamOutcome(
@@ -517,6 +532,8 @@ class ChunkPump:
             client_gone=None if gone is None else gone.value,
         )
         self.outcome = outcome
+        if log:
+            log_failed_stream(outcome, self.name, *self._request_line)
         callback = self.on_outcome
         if callback is not None:
             try:
@@ -525,6 +542,11 @@ class ChunkPump:
                     await result
             except Exception as exc:
                 logger.warning("on_outcome raised %r", exc, exc_info=exc)
+        if self._observed is not None:
+            try:
+                self._observed(outcome)
+            except Exception as exc:
+                logger.warning("the stream observer raised %r", exc, exc_info=exc)
         return outcome
 
 
@@ -536,4 +558,3 @@ def decide_framing_now(settings: PumpSettings, complete_length: int | None) -> F
         declared_length=settings.declared_length,
         complete_length=complete_length,
     )
-

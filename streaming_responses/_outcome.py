@@ -2,16 +2,20 @@
 
 The core builds exactly one :class:`StreamOutcome` per response and hands it to the
 ``on_outcome`` callback; nothing else in the library reports endings, so a metrics exporter
-needs this one hook only.
+needs this one hook only. A tracer needs one more thing, a place to start: the
+:data:`StreamObserver` a middleware leaves in the ASGI scope wraps the whole run of each
+streamed response of that request and is given its outcome (``streaming_responses.otel``).
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from ._framing import Framing
+from ._types import Scope
 
 
 class Outcome(enum.Enum):
@@ -76,3 +80,13 @@ class StreamOutcome:
 
 #: The callback type of ``on_outcome``: a plain or async function of one StreamOutcome.
 OutcomeCallback = Callable[[StreamOutcome], "Awaitable[object] | object"]
+
+#: The ASGI scope key under which a middleware leaves a :data:`StreamObserver` for the streamed
+#: responses of that request.
+OBSERVER_SCOPE_KEY = "streaming_responses.observer"
+
+#: Called by the core with the response class's name and the scope when a streamed response
+#: starts running; the context manager it returns stays open until the response has ended, and
+#: what it yields is called once with the :class:`StreamOutcome` (before the context exits,
+#: also when the response call then raises).
+StreamObserver = Callable[[str, Scope], AbstractContextManager[Callable[[StreamOutcome], None]]]

@@ -107,8 +107,12 @@ class ResponseState:
         self.phase = Phase.FAILED
 
     def client_left(self, why: Gone) -> None:
-        """Record that the client is gone; the first reason is kept."""
-        if self.gone is None:
+        """Record that the client is gone; the first reason is kept.
+
+        A client that leaves after the final body message is not gone from this response: a
+        complete response stays complete, with no reason recorded.
+        """
+        if self.gone is None and self.phase is not Phase.FINISHED:
             self.gone = why
 
     def _require(self, expected: Phase, step: str) -> None:

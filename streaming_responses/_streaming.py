@@ -202,7 +202,7 @@ class StreamingResponse(StarletteStreamingResponse):
         if late is not None:
             self.content_length = late
         plan = await self.prepare(scope)
-        pump = ChunkPump(plan.settings, plan.producer, self.options.on_outcome)
+        pump = ChunkPump(plan.settings, plan.producer, self.options.on_outcome, name=type(self).__name__)
         try:
             outcome = await pump.run(scope, receive, send)
         finally:

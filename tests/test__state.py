@@ -69,3 +69,11 @@ def test_the_first_reason_the_client_is_gone_is_kept() -> None:
     state.client_left(Gone.STOPPED_READING)
     state.client_left(Gone.DISCONNECTED)
     assert state.gone is Gone.STOPPED_READING
+
+
+def test_a_client_leaving_after_the_final_body_message_leaves_no_reason() -> None:
+    state = ResponseState()
+    state.start(Framing.CONTENT_LENGTH)
+    state.finish()
+    state.client_left(Gone.DISCONNECTED)
+    assert state.gone is None
