@@ -1,21 +1,25 @@
-"""The demo served by ``make demo`` on http://127.0.0.1:8000.
+"""The demo served by ``make demo`` on http://127.0.0.1:8000 (``make demo PORT=9000`` elsewhere).
 
-The index page links to a live example of every response class the library has. Each example
-is a few lines, written the way the documentation recommends.
+The index is a dashboard where each response class is seen working live: an event stream
+with ids, pings and a reconnect that resumes, a broker feed with a publish form, downloads
+with their sizes and framing, a streamed page, what a failed stream does to a browser, and
+the outcomes table fed by the ``on_outcome`` hook. It is plain HTML (``templates/index.html``)
+and one small script (``static/dashboard.js``); every other route is a few lines written the
+way the documentation recommends, and each can be opened on its own or with curl.
 """
 
 from __future__ import annotations
 
-import html
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from importlib import metadata
 from pathlib import Path
 
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from streaming_responses import (
@@ -34,60 +38,74 @@ from streaming_responses import (
 
 HERE = Path(__file__).resolve().parent
 templates = StreamingTemplates(directory=HERE / "templates")
-#: The live feed behind /events: /publish?text=... adds to it; reconnecting browsers resume.
+#: The live feed of the dashboard's broker panel: /publish adds to it; reconnecting clients resume.
 broker = EventBroker(history=100)
+#: Seconds between two events of /events, and without a send before a ping comment goes out.
+EVENT_INTERVAL = 2.0
+PING_INTERVAL = 0.75
 
-#: The last outcomes, shown on /outcomes (the on_outcome hook in use).
+#: The last outcomes, shown on the dashboard and at /outcomes (the on_outcome hook in use).
 recent: deque[dict[str, object]] = deque(maxlen=50)
 
 
-def remember(outcome: StreamOutcome) -> None:
-    recent.appendleft(
-        {
-            "outcome": outcome.kind.value,
-            "status": outcome.status_code,
-            "bytes": outcome.bytes_sent,
-            "seconds": round(outcome.duration, 4),
-            "framing": outcome.framing.value if outcome.framing else None,
-            "error": repr(outcome.error) if outcome.error else None,
-        }
-    )
+def recorder(request: Request) -> Callable[[StreamOutcome], None]:
+    """An ``on_outcome`` callback that remembers how the response to ``request`` ended."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+    def remember(outcome: StreamOutcome) -> None:
+        recent.appendleft(
+            {
+                "path": target,
+                "outcome": outcome.kind.value,
+                "status": outcome.status_code,
+                "bytes": outcome.bytes_sent,
+                "seconds": round(outcome.duration, 4),
+                "framing": outcome.framing.value if outcome.framing else None,
+                "client_gone": outcome.client_gone,
+                "error": repr(outcome.error) if outcome.error else None,
+            }
+        )
+
+    return remember
 
 
+def documentation_url() -> str | None:
+    """The documentation site's address, as the package declares it (None when not installed)."""
+    try:
+        urls = metadata.metadata("streaming-responses").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        return None
+    for entry in urls:
+        label, _, url = str(entry).partition(",")
+        if label.strip() == "Documentation":
+            return url.strip()
+    return None
+
+
+#: The routes that are not on the dashboard's panels, linked from its last panel.
 EXAMPLES = [
-    ("/clock", "Async generator: the time, once a second, for 30 seconds (chunked)"),
     ("/count", "Sync generator: 100,000 lines, run in worker threads in batches"),
     ("/push", "Push style: an async writer callback awaits write() for each chunk"),
     ("/sized", "Declared length: 1 MiB with Content-Length, enforced"),
     ("/small", "A body complete before the first send goes out with Content-Length"),
-    ("/broken", "An error after the first chunk: the connection is aborted, never a clean end"),
     ("/slow?idle=1", "idle_timeout=1: the producer stalls, the stream ends as an error"),
-    ("/events", "Server-sent events: a counter with ids; reconnect resumes after Last-Event-ID"),
-    ("/feed", "An EventSource page on a broker feed; /publish?text=hi adds an event"),
     ("/file", "FileResponse: this demo's source, with ETag, ranges (curl -r 0-99) and 304s"),
-    ("/rows.csv", "CSVResponse: 10,000 rows, quoted correctly, with a download name"),
-    ("/rows.jsonl", "JSONLinesResponse: 10,000 JSON documents, one per line"),
-    ("/page", "A streamed Jinja page: the head at once, rows as a slow source yields them"),
-    ("/outcomes", "Outcomes recorded by the on_outcome hook (JSON)"),
+    ("/outcomes", "Outcomes recorded by the on_outcome hook, as JSON"),
 ]
 
 
-async def index(request: Request) -> HTMLResponse:
-    items = "\n".join(
-        f'<li><a href="{html.escape(path)}">{html.escape(path)}</a> — {html.escape(text)}</li>'
-        for path, text in EXAMPLES
-    )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>streaming_responses demo</title></head>
-<body>
-<h1>streaming_responses demo</h1>
-<ul>
-{items}
-</ul>
-<p>Duplex (request streaming): <code>curl -T- http://127.0.0.1:8000/upper</code>, then type lines;
-each comes back upper-cased as you send it.</p>
-</body></html>"""
-    return HTMLResponse(page)
+async def index(request: Request) -> StreamingResponse:
+    context = {
+        "examples": EXAMPLES,
+        "documentation": documentation_url(),
+        "event_interval": EVENT_INTERVAL,
+        "ping_interval": PING_INTERVAL,
+    }
+    return templates.stream(request, "index.html", context)
+
+
+async def dashboard_script(request: Request) -> FileResponse:
+    return FileResponse(HERE / "static" / "dashboard.js", media_type="text/javascript")
 
 
 async def clock(request: Request) -> StreamingResponse:
@@ -96,7 +114,9 @@ async def clock(request: Request) -> StreamingResponse:
             yield time.strftime("%H:%M:%S\n")
             await anyio.sleep(1)
 
-    return StreamingResponse(ticks(), media_type="text/plain", on_outcome=remember)
+    # Without nosniff a browser waits for about 512 bytes of text/plain before it shows any.
+    headers = {"x-content-type-options": "nosniff"}
+    return StreamingResponse(ticks(), media_type="text/plain", headers=headers, on_outcome=recorder(request))
 
 
 async def count(request: Request) -> StreamingResponse:
@@ -104,7 +124,7 @@ async def count(request: Request) -> StreamingResponse:
         for n in range(100_000):
             yield f"line {n}\n"
 
-    return StreamingResponse(lines(), media_type="text/plain", on_outcome=remember)
+    return StreamingResponse(lines(), media_type="text/plain", on_outcome=recorder(request))
 
 
 async def push(request: Request) -> StreamingResponse:
@@ -113,7 +133,7 @@ async def push(request: Request) -> StreamingResponse:
             await write(word)
             await anyio.sleep(0.3)
 
-    return StreamingResponse(produce, media_type="text/plain", on_outcome=remember)
+    return StreamingResponse(produce, media_type="text/plain", on_outcome=recorder(request))
 
 
 async def sized(request: Request) -> StreamingResponse:
@@ -128,12 +148,14 @@ async def sized(request: Request) -> StreamingResponse:
         media_type="application/octet-stream",
         content_length=16 * len(block),
         headers={"content-disposition": 'attachment; filename="sized.bin"'},
-        on_outcome=remember,
+        on_outcome=recorder(request),
     )
 
 
 async def small(request: Request) -> StreamingResponse:
-    return StreamingResponse(["small ", "and ", "complete\n"], media_type="text/plain", on_outcome=remember)
+    return StreamingResponse(
+        ["small ", "and ", "complete\n"], media_type="text/plain", on_outcome=recorder(request)
+    )
 
 
 async def broken(request: Request) -> StreamingResponse:
@@ -142,7 +164,7 @@ async def broken(request: Request) -> StreamingResponse:
         await anyio.sleep(0.5)
         raise RuntimeError("the database went away")
 
-    return StreamingResponse(rows(), media_type="text/plain", on_outcome=remember)
+    return StreamingResponse(rows(), media_type="text/plain", on_outcome=recorder(request))
 
 
 async def slow(request: Request) -> StreamingResponse:
@@ -153,7 +175,9 @@ async def slow(request: Request) -> StreamingResponse:
         await anyio.sleep(idle * 5)
         yield "never sent\n"
 
-    return StreamingResponse(stalls(), media_type="text/plain", idle_timeout=idle, on_outcome=remember)
+    return StreamingResponse(
+        stalls(), media_type="text/plain", idle_timeout=idle, on_outcome=recorder(request)
+    )
 
 
 async def upper(request: Request) -> StreamingResponse:
@@ -161,36 +185,19 @@ async def upper(request: Request) -> StreamingResponse:
         async for chunk in request.stream():
             yield chunk.upper()
 
-    return StreamingResponse(echo(), media_type="text/plain", duplex=True, on_outcome=remember)
+    return StreamingResponse(echo(), media_type="text/plain", duplex=True, on_outcome=recorder(request))
 
 
 async def events(request: Request) -> EventSourceResponse:
-    start = int(last_event_id(request) or 0)
+    resumed = last_event_id(request)
+    start = int(resumed) if resumed is not None and resumed.isdigit() else 0
 
     async def counter() -> AsyncIterator[ServerSentEvent]:
         for n in range(start + 1, start + 1000):
             yield ServerSentEvent({"n": n}, event="count", id=str(n))
-            await anyio.sleep(1)
+            await anyio.sleep(EVENT_INTERVAL)
 
-    return EventSourceResponse(counter(), ping=5, on_outcome=remember)
-
-
-FEED_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>feed</title></head>
-<body><h1>Live feed</h1><p>Open <a href="/publish?text=hello">/publish?text=hello</a> in another tab.</p>
-<ul id="items"></ul>
-<script>
-const source = new EventSource("/feed/events");
-source.onmessage = (event) => {
-  const item = document.createElement("li");
-  item.textContent = event.lastEventId + ": " + event.data;
-  document.getElementById("items").append(item);
-};
-</script></body></html>"""
-
-
-async def feed(request: Request) -> HTMLResponse:
-    return HTMLResponse(FEED_PAGE)
+    return EventSourceResponse(counter(), ping=PING_INTERVAL, on_outcome=recorder(request))
 
 
 async def feed_events(request: Request) -> EventSourceResponse:
@@ -205,17 +212,22 @@ async def feed_events(request: Request) -> EventSourceResponse:
             async for event in events:
                 yield event
 
-    return EventSourceResponse(relay(), ping=5)
+    return EventSourceResponse(relay(), ping=5, on_outcome=recorder(request))
 
 
 async def publish(request: Request) -> JSONResponse:
-    event = broker.publish(ServerSentEvent(request.query_params.get("text", "hello")))
+    text = request.query_params.get("text", "hello")
+    event = broker.publish(ServerSentEvent(text))
     return JSONResponse({"id": event.id, "subscribers": broker.subscribers})
 
 
 async def source_file(request: Request) -> FileResponse:
     return FileResponse(
-        HERE / "app.py", media_type="text/plain", filename="app.py", content_disposition_type="inline"
+        HERE / "app.py",
+        media_type="text/plain",
+        filename="app.py",
+        content_disposition_type="inline",
+        on_outcome=recorder(request),
     )
 
 
@@ -225,11 +237,11 @@ def demo_rows() -> Iterator[dict[str, object]]:
 
 
 async def rows_csv(request: Request) -> CSVResponse:
-    return CSVResponse(demo_rows(), filename="rows.csv", on_outcome=remember)
+    return CSVResponse(demo_rows(), filename="rows.csv", on_outcome=recorder(request))
 
 
 async def rows_jsonl(request: Request) -> JSONLinesResponse:
-    return JSONLinesResponse(demo_rows(), on_outcome=remember)
+    return JSONLinesResponse(demo_rows(), on_outcome=recorder(request))
 
 
 async def page(request: Request) -> StreamingResponse:
@@ -238,16 +250,17 @@ async def page(request: Request) -> StreamingResponse:
             await anyio.sleep(0.1)
             yield {"n": n, "square": n * n}
 
-    return templates.stream(request, "page.html", {"rows": slow_rows()})
+    return templates.stream(request, "page.html", {"rows": slow_rows()}, on_outcome=recorder(request))
 
 
-async def outcomes(request: Request) -> JSONResponse:
-    return JSONResponse(list(recent))
+async def outcomes(request: Request) -> Response:
+    return JSONResponse(list(recent), headers={"cache-control": "no-store"})
 
 
 app = Starlette(
     routes=[
         Route("/", index),
+        Route("/static/dashboard.js", dashboard_script),
         Route("/clock", clock),
         Route("/count", count),
         Route("/push", push),
@@ -257,13 +270,13 @@ app = Starlette(
         Route("/slow", slow),
         Route("/upper", upper, methods=["POST", "PUT"]),
         Route("/events", events),
-        Route("/feed", feed),
         Route("/feed/events", feed_events),
-        Route("/publish", publish),
+        Route("/publish", publish, methods=["GET", "POST"]),
         Route("/file", source_file),
         Route("/rows.csv", rows_csv),
         Route("/rows.jsonl", rows_jsonl),
         Route("/page", page),
         Route("/outcomes", outcomes),
+        # A resumable chat page (an answer that survives a reload) gets its route here.
     ]
 )

@@ -1,4 +1,7 @@
-"""The demo served by ``make demo``: every example on the index answers as it says."""
+"""The demo served by ``make demo``: the dashboard's routes and every example answer as they say.
+
+What the dashboard looks like in a browser is tested in ``tests/e2e/test_demo_browser.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import re
 
 import pytest
 
+import demo.app
 from demo.app import EXAMPLES, app
 from streaming_responses import Framing
 from streaming_responses.testing import StreamAborted, StreamingTestClient
@@ -13,18 +17,38 @@ from streaming_responses.testing import StreamAborted, StreamingTestClient
 pytestmark = pytest.mark.anyio
 
 
-async def test_the_index_links_every_example() -> None:
-    response = await StreamingTestClient(app).get("/")
-    links = re.findall(r'<a href="([^"]+)">', response.text)
-    assert links == [path.replace("&", "&amp;") for path, _ in EXAMPLES]
+async def test_the_dashboard_has_its_panels_its_script_and_links_every_other_example() -> None:
+    client = StreamingTestClient(app)
+    response = await client.get("/")
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    panels = re.findall(r'<section id="([a-z]+)" [^>]*data-panel>', response.text)
+    assert panels == ["events", "feed", "downloads", "page", "clock", "broken", "outcomes"]
+    links = re.findall(r'<li><a href="([^"]+)">', response.text)
+    assert links == [path for path, _ in EXAMPLES]
+    assert '<script src="/static/dashboard.js"></script>' in response.text
+    script = await client.get("/static/dashboard.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert 'fetch("/events"' in script.text
 
 
-async def test_the_clock_streams_a_line_at_a_time_until_the_client_leaves() -> None:
+async def test_the_dashboard_links_the_documentation_the_package_declares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    declared = "https://docs.example/streaming-responses/"
+    monkeypatch.setattr(demo.app, "documentation_url", lambda: declared)
+    page = await StreamingTestClient(app).get("/")
+    assert f'Read the <a href="{declared}">documentation</a>.' in page.text
+    monkeypatch.setattr(demo.app, "documentation_url", lambda: None)
+    assert "documentation</a>" not in (await StreamingTestClient(app).get("/")).text
+
+
+async def test_the_clock_streams_a_line_at_a_time_as_text_a_browser_shows_at_once() -> None:
     async with StreamingTestClient(app).stream("GET", "/clock") as response:
         first = await response.iter_bytes().__anext__()
         await response.disconnect()
     assert re.fullmatch(rb"\d\d:\d\d:\d\d\n", first)
     assert response.framing is Framing.CHUNKED
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_count_push_sized_and_small_complete_with_the_documented_framing() -> None:
@@ -58,8 +82,10 @@ async def test_outcomes_lists_what_the_hook_recorded() -> None:
     client = StreamingTestClient(app)
     await client.get("/small")
     outcomes = (await client.get("/outcomes")).json()
+    assert outcomes[0]["path"] == "/small"
     assert outcomes[0]["outcome"] == "complete"
     assert outcomes[0]["framing"] == "content-length"
+    assert outcomes[0]["client_gone"] is None
 
 
 async def test_events_count_with_ids_and_resume_after_last_event_id() -> None:
@@ -74,16 +100,27 @@ async def test_events_count_with_ids_and_resume_after_last_event_id() -> None:
     assert b'event: count\ndata: {"n":42}\nid: 42\n\n' in received
 
 
+async def test_events_start_at_one_without_a_usable_last_event_id() -> None:
+    for headers in ({}, {"last-event-id": "not a number"}):
+        async with StreamingTestClient(app).stream("GET", "/events", headers=headers) as response:
+            received = b""
+            async for chunk in response.iter_bytes():
+                received += chunk
+                if b"id: 1\n\n" in received:
+                    break
+            await response.disconnect()
+        assert b'event: count\ndata: {"n":1}\nid: 1\n\n' in received
+
+
 async def test_the_feed_relays_published_events_to_a_subscriber() -> None:
     client = StreamingTestClient(app)
     async with client.stream("GET", "/feed/events") as response:
         chunks = response.iter_bytes()
         assert await chunks.__anext__() == b":\n\n"
-        published = (await client.get("/publish?text=hello")).json()
+        published = (await client.post("/publish?text=hello")).json()
         assert published["subscribers"] == 1
         assert await chunks.__anext__() == f"data: hello\nid: {published['id']}\n\n".encode()
         await response.disconnect()
-    assert "EventSource" in (await client.get("/feed")).text
 
 
 async def test_file_csv_jsonl_and_page_answer_as_the_index_says() -> None:

@@ -176,11 +176,11 @@ class RunningServer:
         return proc.returncode
 
 
-def _probe(port: int, timeout: float) -> bool:
-    """Whether the app answers ``GET /_state`` with a 200 (not just whether the port is open)."""
+def _probe(port: int, timeout: float, path: str = "/_state") -> bool:
+    """Whether the app answers ``GET path`` with a 200 (not just whether the port is open)."""
     try:
         with socket.create_connection((HOST, port), timeout=timeout) as sock:
-            sock.sendall(b"GET /_state HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n")
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n".encode("ascii"))
             head = b""
             while b"\r\n" not in head:
                 data = sock.recv(4096)
@@ -198,11 +198,13 @@ def start_server(
     app: str = DEFAULT_APP,
     env: Mapping[str, str] | None = None,
     startup_timeout: float = STARTUP_TIMEOUT,
+    probe_path: str = "/_state",
 ) -> RunningServer:
     """Start ``kind`` on a free port of 127.0.0.1 and wait until the app answers.
 
     Raises :class:`ServerStartError` with the server's output if it exits or does not answer
-    within ``startup_timeout`` seconds; the process is stopped before raising.
+    ``GET probe_path`` with a 200 within ``startup_timeout`` seconds; the process is stopped
+    before raising.
     """
     if isinstance(kind, str):
         kind = KINDS[kind]
@@ -233,7 +235,7 @@ def start_server(
                 f"{kind.name} exited with code {process.returncode} before accepting connections "
                 f"on port {port}; its output:\n{output}"
             )
-        if _probe(port, timeout=1.0):
+        if _probe(port, timeout=1.0, path=probe_path):
             return server
         if time.monotonic() > deadline:
             output = server.output()
