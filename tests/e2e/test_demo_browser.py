@@ -1,4 +1,5 @@
-"""The demo's dashboard in a real browser: headless Chromium shows every panel working, live.
+"""The demo on a real server: headless Chromium shows every dashboard panel working, live, and
+the curl command the docs give for duplex streaming echoes each line as it is sent.
 
 The demo runs on uvicorn as ``make demo`` runs it; Playwright drives Debian's Chromium (no
 browser download). Each wait is for something the page shows, never a fixed time. The
@@ -8,8 +9,12 @@ which git ignores, whether the test passes or not.
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import shutil
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -149,3 +154,43 @@ def check_the_outcomes_table_lists_how_each_stream_ended(page: Page) -> None:
         expect(row.first.locator("td").nth(1)).to_have_text(outcome)
     broken = table.locator("tr", has=page.locator("td", has_text=re.compile("^/broken$"))).first
     expect(broken).to_contain_text("RuntimeError('the database went away')")
+
+
+def read_within(stream: int, seconds: float) -> bytes:
+    """What arrives on the pipe ``stream`` within ``seconds`` (b"" if nothing does)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([stream], [], [], left)
+        if readable:
+            return os.read(stream, 4096)
+    return b""
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_documented_curl_command_echoes_each_line_before_the_next_is_typed(demo: RunningServer) -> None:
+    # The command of docs/streaming.md and the README. With -T- instead of -T. the first echo
+    # would wait for the second line, and the 10 s bound below would run out.
+    with subprocess.Popen(
+        ["curl", "-N", "--no-progress-meter", "-T.", demo.url("/upper")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as curl:
+        assert curl.stdin is not None
+        assert curl.stdout is not None
+        assert curl.stderr is not None
+        try:
+            echoed = []
+            for line in (b"first line\n", b"second line\n"):
+                curl.stdin.write(line)
+                curl.stdin.flush()
+                echoed.append(read_within(curl.stdout.fileno(), 10.0))
+            curl.stdin.close()
+            assert curl.wait(10) == 0
+            progress = curl.stderr.read()
+        finally:
+            if curl.poll() is None:
+                curl.kill()
+                curl.wait(10)
+    assert echoed == [b"FIRST LINE\n", b"SECOND LINE\n"]
+    assert progress == b""  # no progress meter mixed into what the user types
