@@ -26,6 +26,7 @@ from ._events import ServerSentEvent
 from ._exceptions import (
     BrokerClosed,
     BrokerError,
+    CompressionError,
     ContentLengthError,
     EventsLost,
     FileChangedError,
@@ -52,6 +53,7 @@ __all__ = (
     "BrokerClosed",
     "BrokerError",
     "CSVResponse",
+    "CompressionError",
     "ContentLengthError",
     "DuplicateStreamErrorFilter",
     "EventBroker",

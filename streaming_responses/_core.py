@@ -10,7 +10,9 @@ nothing itself. It asks the pure functions (:func:`~._framing.plan_batch` for ea
 Every body byte leaves through one method, :meth:`ChunkPump._emit` (the producer's chunks, the
 opening chunk, keep-alive pings, the error and the shutdown chunk alike), which also counts
 what was sent; trailers leave through :meth:`ChunkPump._emit_trailers` and the response start
-through :meth:`ChunkPump._send_start`. A transform of the body belongs there and nowhere else.
+through :meth:`ChunkPump._send_start`. A transform of the body belongs there and nowhere else:
+compression (``_compression.py``) codes each message in ``_emit`` and ends it with a flush,
+and ``_send_start`` adds its headers.
 
 One response runs three cooperating pieces, two of them in child tasks (:class:`~._tasks.ChildTasks`):
 
@@ -34,6 +36,7 @@ import anyio
 import anyio.lowlevel
 from starlette.requests import ClientDisconnect
 
+from ._compression import MIN_SIZE, Codings, Encoder, coded_start, make_encoder, offered
 from ._endings import (
     TRAILER_DECLARATION,
     Ending,
@@ -42,9 +45,16 @@ from ._endings import (
     status_trailers,
     trailers_eligible,
 )
-from ._exceptions import ContentLengthError, ResponseStateError, StreamShutdown, StreamTimeout
+from ._exceptions import (
+    CompressionError,
+    ContentLengthError,
+    ResponseStateError,
+    StreamShutdown,
+    StreamTimeout,
+)
 from ._framing import BatchPlan, Failure, FramingDecision, body_allowed, decide_framing, plan_batch
 from ._logs import log_failed_stream
+from ._negotiation import choose_coding, request_accept_encoding, with_vary
 from ._outcome import OBSERVER_SCOPE_KEY, Outcome, OutcomeCallback, StreamObserver, StreamOutcome
 from ._producers import ChunkQueue, Producer, close_quietly
 from ._shutdown import REGISTRY, ShutdownPolicy
@@ -96,6 +106,9 @@ class PumpSettings:
     #: A file to send with ``http.response.pathsend`` where the server offers it (whole files);
     #: requires ``declared_length``.
     pathsend: str | None = None
+    #: The content codings the body may be compressed with, with their levels, in preference
+    #: order (``compress=``, read by ``_compression.parse_compress``); empty: never compressed.
+    compress: Codings = ()
 
 
 class ChunkPump:
@@ -132,6 +145,16 @@ class ChunkPump:
         self._main_scope = anyio.CancelScope()
         self._request_line = ("GET", "")
         self._observed: Callable[[StreamOutcome], None] | None = None
+        #: The negotiated content coding and its level (``None``: the body goes as it is).
+        self._coding: str | None = None
+        self._level = 0
+        #: Whether the response says ``Vary: Accept-Encoding`` (it negotiates).
+        self._vary = False
+        #: The stream's compressor, made with the response start when the body is coded.
+        self._encoder: Encoder | None = None
+        self._encoder_failed = False
+        #: Body bytes handed to the server after the coding.
+        self._encoded = 0
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> StreamOutcome:
         observe: StreamObserver | None = scope.get(OBSERVER_SCOPE_KEY)
@@ -148,9 +171,13 @@ class ChunkPump:
         settings = self.settings
         method = scope.get("method", "GET")
         self._request_line = (method, scope.get("path", ""))
+        pathsend = settings.pathsend is not None and "http.response.pathsend" in scope.get("extensions", {})
+        if settings.compress:
+            self._negotiate(scope, method, pathsend)
         if not body_allowed(method, settings.status_code):
             return await self._run_without_body(method, send)
-        if settings.pathsend is not None and "http.response.pathsend" in scope.get("extensions", {}):
+        if pathsend:
+            assert settings.pathsend is not None
             return await self._run_pathsend(settings.pathsend, send)
         self.state.trailers_allowed = trailers_eligible(scope)
         if settings.send_timeout is not None:
@@ -162,6 +189,23 @@ class ChunkPump:
             return await self._run_body(receive, send)
         finally:
             REGISTRY.unregister(self.request_shutdown)
+
+    def _negotiate(self, scope: Scope, method: str, pathsend: bool) -> None:
+        """Choose the content coding of this response from the request (``choose_coding``)."""
+        settings = self.settings
+        codings = offered(settings.compress)
+        choice = choose_coding(
+            offered=[coding for coding, _ in codings],
+            accept_encoding=request_accept_encoding(scope.get("headers") or ()),
+            method=method,
+            status_code=settings.status_code,
+            headers=settings.raw_headers,
+            pathsend=pathsend,
+        )
+        self._vary = choice.vary
+        if choice.coding is not None:
+            self._coding = choice.coding
+            self._level = dict(codings)[choice.coding]
 
     def request_shutdown(self) -> None:
         """End this stream as its shutdown policy says (called by the shutdown registry)."""
@@ -311,6 +355,9 @@ class ChunkPump:
     async def _carry_out(self, plan: BatchPlan, body: bytes, send: Send) -> bool:
         """Send what ``plan`` says; return whether the response finished."""
         if plan.start is not None:
+            if plan.final and self._coding is not None:
+                await self._send_whole(send, plan.start, body)
+                return True
             await self._send_start(send, plan.start)
         if plan.final:
             await self._finish_body(send, body, None)
@@ -369,30 +416,65 @@ class ChunkPump:
 
         return bounded_send
 
-    async def _emit(self, send: Send, body: bytes, *, more: bool) -> None:
+    async def _emit(self, send: Send, body: bytes, *, more: bool, coded: bytes | None = None) -> None:
         """Send body bytes: the one place an ``http.response.body`` message is sent.
 
         Every chunk goes through here, the producer's and the core's own (opening, keep-alive,
-        error and shutdown chunks), and so does the final, possibly empty, message.
+        error and shutdown chunks), and so does the final, possibly empty, message. A coded
+        body is compressed here, each message ending with a flush (``coded``: ``body`` was
+        already coded whole, by :meth:`_send_whole`).
         """
-        await send({"type": "http.response.body", "body": body, "more_body": more})
+        wire = body
+        if self._encoder is not None:
+            if self._encoder_failed:
+                body = b""  # nothing more can be coded: at most an end without the coding's end
+            wire = coded if coded is not None else self._encode(self._encoder, body, more)
+        await send({"type": "http.response.body", "body": wire, "more_body": more})
         state = self.state
         state.sent(len(body))
+        self._encoded += len(wire)
         self._messages += 1
         if self._track_sends:
             state.last_send = anyio.current_time()
+
+    def _encode(self, encoder: Encoder, body: bytes, more: bool) -> bytes:
+        """``body`` coded and flushed (``more``) or coded and ended; a failure is a stream error."""
+        if self._encoder_failed:
+            return b""
+        try:
+            if more:
+                # Every message ends with a flush, so nothing waits in the compressor; after
+                # one, an empty message has nothing to flush.
+                return encoder.compress(body) + encoder.flush() if body else b""
+            return encoder.compress(body) + encoder.finish()
+        except Exception as exc:
+            self._encoder_failed = True
+            raise CompressionError(encoder.coding, exc) from exc
 
     async def _emit_trailers(self, send: Send, error: BaseException | None) -> None:
         """Send the trailer fields that end the stream: the one place trailers are sent."""
         await send({"type": "http.response.trailers", "headers": status_trailers(error)})
 
-    async def _send_start(self, send: Send, decision: FramingDecision) -> None:
-        """Send the response start: the one place ``http.response.start`` is sent."""
+    async def _send_start(
+        self, send: Send, decision: FramingDecision, coded_length: int | None = None
+    ) -> None:
+        """Send the response start: the one place ``http.response.start`` is sent.
+
+        A coded body gets its compressor here, with the coding's headers and framing
+        (``coded_length``: the whole coded body's length, when it was coded before the start).
+        """
+        headers = list(self.settings.raw_headers)
+        if self._vary:
+            headers = with_vary(headers, b"Accept-Encoding")
+        coding = self._coding
+        if coding is not None:  # never for an answer without a body (choose_coding)
+            if self._encoder is None:
+                self._encoder = make_encoder(coding, self._level)
+            headers, decision = coded_start(headers, coding, decision, coded_length)
         state = self.state
         state.start(decision.framing)
         state.last_send = anyio.current_time()
         self._first_byte = time.perf_counter() - self._begun
-        headers = list(self.settings.raw_headers)
         if decision.content_length is not None:
             headers.append((b"content-length", str(decision.content_length).encode("ascii")))
         message: Message = {
@@ -405,9 +487,28 @@ class ChunkPump:
             message["trailers"] = True
         await send(message)
 
-    async def _finish_body(self, send: Send, body: bytes, error: BaseException | None) -> None:
+    async def _send_whole(self, send: Send, decision: FramingDecision, body: bytes) -> None:
+        """Send a body that was complete before the start, when the response may be coded.
+
+        One shorter than ``MIN_SIZE`` goes as it is; a longer one is coded whole first, so that
+        its coded length can be sent as ``Content-Length``.
+        """
+        if len(body) < MIN_SIZE:
+            self._coding = None
+            await self._send_start(send, decision)
+            await self._finish_body(send, body, None)
+            return
+        assert self._coding is not None
+        encoder = self._encoder = make_encoder(self._coding, self._level)
+        coded = self._encode(encoder, body, more=False)
+        await self._send_start(send, decision, len(coded))
+        await self._finish_body(send, body, None, coded)
+
+    async def _finish_body(
+        self, send: Send, body: bytes, error: BaseException | None, coded: bytes | None = None
+    ) -> None:
         """Send the final body message, then the trailers where they can reach the client."""
-        await self._emit(send, body, more=False)
+        await self._emit(send, body, more=False, coded=coded)
         if self.state.trailers_allowed:
             await self._emit_trailers(send, error)
         self.state.finish()
@@ -439,6 +540,7 @@ class ChunkPump:
         await self._send_start(send, decide_framing_now(self.settings, declared))
         await send({"type": "http.response.pathsend", "path": path})
         self.state.bytes_sent = declared
+        self._encoded = declared
         self.state.finish()
         return await self._report(Outcome.COMPLETE)
 
@@ -500,6 +602,9 @@ class ChunkPump:
                 await self._finish_body(send, b"", error)
         except StreamTimeout:
             pass  # the client stopped reading: what was planned after this is not sent
+        except CompressionError as exc:
+            # The stream cannot be coded further: it is cut off instead of ended cleanly.
+            logger.error("%s; the stream is cut off", exc, exc_info=exc)
 
     def _error_chunk(self, error: BaseException) -> bytes | None:
         make_chunk = self.settings.error_chunk
@@ -530,6 +635,8 @@ class ChunkPump:
             first_byte=self._first_byte,
             messages=self._messages,
             client_gone=None if gone is None else gone.value,
+            content_encoding=None if self._encoder is None else self._encoder.coding,
+            encoded_bytes=self._encoded,
         )
         self.outcome = outcome
         if log:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from starlette.background import BackgroundTask
 
+from ._compression import CompressOption
 from ._core import OutcomeCallback
 from ._disposition import content_disposition
 from ._options import StreamOptions
@@ -177,7 +178,8 @@ class CSVResponse(StreamingResponse):
     (sends ``Content-Disposition: attachment``), ``dialect`` and any csv format parameter
     (``delimiter=";"``), ``encoding`` (also the Content-Type charset), ``bom`` (one byte order
     mark at the start, for Excel), ``escape_formulas`` (prefix cells starting with ``= + - @``,
-    tab, CR or NUL with ``'``), and ``timeout``, ``idle_timeout``, ``on_outcome``,
+    tab, CR or NUL with ``'``), ``compress`` (on by default: zstd, br or gzip as the client
+    prefers; ``False`` turns it off), and ``timeout``, ``idle_timeout``, ``on_outcome``,
     ``on_shutdown`` as for :class:`StreamingResponse`. A bad row raises ``TypeError`` or
     ``ValueError`` naming its 1-based position: a 500 before the first chunk, an aborted
     stream after it.
@@ -205,6 +207,7 @@ class CSVResponse(StreamingResponse):
         idle_timeout: float | None = None,
         on_outcome: OutcomeCallback | None = None,
         on_shutdown: ShutdownPolicy | str = ShutdownPolicy.WAIT,
+        compress: CompressOption = True,
         **fmtparams: Any,
     ) -> None:
         check_rows_content(content, "CSVResponse")

@@ -9,6 +9,7 @@ so code written against the built-in keeps working::
     ├── ContentLengthError          the body did not match the declared length
     ├── StreamTimeout               timeout, idle_timeout or send_timeout ran out (TimeoutError)
     ├── StreamShutdown              cut off by server shutdown under on_shutdown="abort"
+    ├── CompressionError            the compressor of a stream failed
     ├── ResponseStateError          a step out of order (RuntimeError)
     ├── FileResponseError           a file that cannot be served (RuntimeError)
     │   └── FileChangedError        the file changed while it was served
@@ -73,6 +74,18 @@ class StreamShutdown(StreamError):
 
     def __init__(self) -> None:
         super().__init__("the stream was cut off because the server is shutting down")
+
+
+class CompressionError(StreamError):
+    """The compressor of a stream failed; the stream ends as an error (trailers or an abort).
+
+    The bytes already sent decode to a prefix of the body; the coded stream is never ended as
+    if it were complete. ``coding`` is the content coding (``"zstd"``, ``"br"``, ``"gzip"``).
+    """
+
+    def __init__(self, coding: str, cause: BaseException) -> None:
+        self.coding = coding
+        super().__init__(f"compressing the stream with {coding} failed: {type(cause).__name__}: {cause}")
 
 
 class ResponseStateError(StreamError, RuntimeError):

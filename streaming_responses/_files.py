@@ -27,6 +27,7 @@ import anyio
 import anyio.to_thread
 from starlette.background import BackgroundTask
 
+from ._compression import CompressOption
 from ._conditional import (
     ENCODING_SUFFIXES,
     MAX_RANGES,
@@ -369,6 +370,10 @@ class FileResponse(StreamingResponse):
     * ``size``: the length of a file object's body from its current position, sent as
       ``Content-Length`` (found with ``fstat`` for a real file when not given).
     * ``max_ranges``: how many ranges one Range header may ask for before it is ignored.
+    * ``compress``: off by default (serve ``precompressed`` siblings instead); when on, a whole
+      file answer (200) is compressed as it is read, as for
+      :class:`~streaming_responses.StreamingResponse`. Ranges, pathsend and files that
+      already have a ``Content-Encoding`` are never compressed.
     * ``timeout``, ``idle_timeout``, ``on_outcome``, ``on_shutdown``: as for
       :class:`~streaming_responses.StreamingResponse`.
     """
@@ -401,6 +406,7 @@ class FileResponse(StreamingResponse):
         idle_timeout: float | None = None,
         on_outcome: OutcomeCallback | None = None,
         on_shutdown: ShutdownPolicy | str = ShutdownPolicy.WAIT,
+        compress: CompressOption = False,
     ) -> None:
         self.path = path
         self.file: Any = None

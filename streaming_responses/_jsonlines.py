@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.background import BackgroundTask
 
+from ._compression import CompressOption
 from ._core import OutcomeCallback
 from ._json import pick_dumps, stdlib_dumps
 from ._options import StreamOptions
@@ -119,7 +120,8 @@ class JSONLinesResponse(StreamingResponse):
                 yield {"kind": event.kind, "at": event.at}
 
     ``encoder`` picks ``"orjson"``, ``"pydantic-core"`` or ``"json"`` (``"auto"``: the fastest
-    installed). ``timeout``, ``idle_timeout``, ``on_outcome`` and ``on_shutdown`` are as for
+    installed). ``compress`` is on by default (zstd, br or gzip as the client prefers; ``False``
+    turns it off). ``timeout``, ``idle_timeout``, ``on_outcome`` and ``on_shutdown`` are as for
     :class:`StreamingResponse`.
     """
 
@@ -138,6 +140,7 @@ class JSONLinesResponse(StreamingResponse):
         idle_timeout: float | None = None,
         on_outcome: OutcomeCallback | None = None,
         on_shutdown: ShutdownPolicy | str = ShutdownPolicy.WAIT,
+        compress: CompressOption = True,
     ) -> None:
         check_rows_content(content, "JSONLinesResponse")
         self.encoder = JSONLinesEncoder(encoder)

@@ -2,10 +2,10 @@
 
 This module owns :class:`StreamOptions`, the settings that mean the same on every response
 class (``content_length``, ``timeout``, ``idle_timeout``, ``send_timeout``, ``duplex``,
-``on_outcome``, ``on_shutdown``), and the check of each. The rule that keeps it simple: a class
-keeps its explicit keyword signature (FastAPI reads it for OpenAPI), and hands its arguments
-here as they are with :meth:`StreamOptions.from_arguments`; adding a keyword to every class is
-a field and a check here, the place the core reads it, and the signatures.
+``on_outcome``, ``on_shutdown``, ``compress``), and the check of each. The rule that keeps it
+simple: a class keeps its explicit keyword signature (FastAPI reads it for OpenAPI), and hands
+its arguments here as they are with :meth:`StreamOptions.from_arguments`; adding a keyword to
+every class is a field and a check here, the place the core reads it, and the signatures.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._compression import Codings, parse_compress
 from ._outcome import OutcomeCallback
 from ._shutdown import ShutdownPolicy
 
@@ -87,6 +88,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "duplex": _check_flag,
     "on_outcome": _check_callback,
     "on_shutdown": lambda value, _name: parse_shutdown_policy(value),
+    "compress": parse_compress,
 }
 
 
@@ -114,6 +116,9 @@ class StreamOptions:
     on_outcome: OutcomeCallback | None = None
     #: What server shutdown does to the response.
     on_shutdown: ShutdownPolicy = ShutdownPolicy.WAIT
+    #: The content codings the stream may be compressed with, with their levels, in preference
+    #: order (``compress=``); empty: never compressed.
+    compress: Codings = ()
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> StreamOptions:

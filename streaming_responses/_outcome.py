@@ -49,7 +49,8 @@ class StreamOutcome:
     kind: Outcome
     #: The status code sent, or ``None`` when the stream failed before its headers were sent.
     status_code: int | None
-    #: Body bytes handed to the server (what the client can have received at most).
+    #: Body bytes handed to the server (what the client can have received at most), counted
+    #: before any content coding: the bytes the producer made.
     bytes_sent: int
     #: Seconds from the start of the response call to its end.
     duration: float
@@ -66,6 +67,11 @@ class StreamOutcome:
     #: Why the client was taken as gone: ``"disconnected"`` (it closed the connection) or
     #: ``"stopped-reading"`` (a send took longer than ``send_timeout``); ``None`` otherwise.
     client_gone: str | None = None
+    #: The content coding the body was sent with (``"zstd"``, ``"br"``, ``"gzip"``), or ``None``.
+    content_encoding: str | None = None
+    #: Body bytes handed to the server after the content coding (the bytes on the wire, without
+    #: HTTP framing); the same as ``bytes_sent`` for a body sent as it is.
+    encoded_bytes: int | None = None
 
     @property
     def started(self) -> bool:

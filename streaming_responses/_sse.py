@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from starlette.background import BackgroundTask
 from starlette.requests import HTTPConnection
 
+from ._compression import CompressOption
 from ._core import OutcomeCallback, PumpSettings
 from ._events import ServerSentEvent, encode_item, encode_items
 from ._options import StreamOptions, parse_timeout
@@ -175,6 +176,10 @@ class EventSourceResponse(StreamingResponse):
       and the browser reconnects, sending ``Last-Event-ID``.
     * ``on_shutdown``: ``"end"`` by default (see above); ``"abort"`` or ``"wait"`` as for
       :class:`~streaming_responses.StreamingResponse`.
+    * ``compress``: on by default (``True``): the stream is compressed with the encoding the
+      client prefers among zstd, br and gzip, every event (and ping) flushed as it is sent;
+      ``False`` turns it off, a sequence or mapping chooses encodings and levels, as for
+      :class:`~streaming_responses.StreamingResponse`.
     * ``timeout``, ``idle_timeout``, ``duplex``, ``on_outcome``: as for
       :class:`~streaming_responses.StreamingResponse`. ``idle_timeout`` counts the
       producer's silence; pings do not reset it.
@@ -220,6 +225,7 @@ class EventSourceResponse(StreamingResponse):
         idle_timeout: float | None = None,
         duplex: bool = False,
         on_outcome: OutcomeCallback | None = None,
+        compress: CompressOption = True,
     ) -> None:
         if headers is not None:
             for name in headers:

@@ -43,6 +43,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
+from ._compression import CompressOption
 from ._core import OutcomeCallback, PumpSettings
 from ._options import StreamOptions
 from ._producers import ChunkQueue, IdleHandOver, Producer, fill_queue
@@ -292,8 +293,9 @@ class StreamingTemplateResponse(StreamingResponse):
 
     ``error_comment``: when rendering fails after the first flush, write an HTML comment
     (``True`` for the default text, or a text of your own) before the connection is aborted or
-    the failure is reported in trailers. Off by default. The other keyword arguments are
-    :class:`~streaming_responses.StreamingResponse`'s.
+    the failure is reported in trailers. Off by default. ``compress`` is on by default (zstd,
+    br or gzip as the browser prefers, each flush point sent decodable at once; ``False`` turns
+    it off). The other keyword arguments are :class:`~streaming_responses.StreamingResponse`'s.
     """
 
     media_type = "text/html"
@@ -312,6 +314,7 @@ class StreamingTemplateResponse(StreamingResponse):
         idle_timeout: float | None = None,
         on_outcome: OutcomeCallback | None = None,
         on_shutdown: ShutdownPolicy | str = ShutdownPolicy.WAIT,
+        compress: CompressOption = True,
     ) -> None:
         if not isinstance(template, jinja2.Template):
             raise TypeError(f"template must be a jinja2.Template, not {type(template).__name__}")
@@ -415,6 +418,7 @@ class StreamingTemplates(Jinja2Templates):
         idle_timeout: float | None = None,
         on_outcome: OutcomeCallback | None = None,
         on_shutdown: ShutdownPolicy | str = ShutdownPolicy.WAIT,
+        compress: CompressOption = True,
     ) -> StreamingTemplateResponse:
         """Stream the template ``name`` rendered with ``context`` as the response to ``request``.
 
@@ -445,4 +449,5 @@ class StreamingTemplates(Jinja2Templates):
             idle_timeout=idle_timeout,
             on_outcome=on_outcome,
             on_shutdown=on_shutdown,
+            compress=compress,
         )
