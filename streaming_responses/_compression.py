@@ -39,8 +39,9 @@ CODINGS: tuple[str, ...] = ("zstd", "br", "gzip")
 #: The level each coding runs at unless a response names another (chosen by benchmark).
 DEFAULT_LEVELS: Mapping[str, int] = {"zstd": 3, "br": 3, "gzip": 4}
 #: The levels a response may ask for, per coding (inclusive). zstd's 20-22 ("ultra") need
-#: windows far beyond the bounded one used here, so they are refused rather than capped.
-LEVEL_RANGES: Mapping[str, tuple[int, int]] = {"zstd": (1, 19), "br": (0, 11), "gzip": (1, 9)}
+#: windows far beyond the bounded one used here, and Brotli's 0-1 need a larger window and
+#: flush so poorly that a small event grows: they are refused rather than quietly changed.
+LEVEL_RANGES: Mapping[str, tuple[int, int]] = {"zstd": (1, 19), "br": (2, 11), "gzip": (1, 9)}
 #: A body complete before the start and shorter than this is sent as it is: with the headers it
 #: fits in one TCP segment (MSS 1460 on Ethernet) either way, so compressing it saves no packet
 #: and costs 7-18 µs of CPU per response (measured for each coding on 1 KiB of JSON).
