@@ -22,7 +22,13 @@ import importlib
 from types import ModuleType
 
 #: The suite modules, in the order a run measures them.
-SUITES: tuple[str, ...] = ("suite_sse", "suite_tabular", "suite_files", "suite_templates")
+SUITES: tuple[str, ...] = (
+    "suite_sse",
+    "suite_tabular",
+    "suite_files",
+    "suite_templates",
+    "suite_compression",
+)
 
 
 def load(name: str) -> ModuleType:
