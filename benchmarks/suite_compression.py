@@ -364,6 +364,7 @@ def _sse_latency(kind: str, *, rounds: int, smoke: bool) -> dict[str, Any]:
         latency_ms=samples,
         medians_ms={side: statistics.median(values) for side, values in samples.items()},
         max_ms={side: max(values) for side, values in samples.items()},
+        p99_ms={side: statistics.quantiles(values, n=100)[98] for side, values in samples.items()},
         summary={
             "unit": "ms",
             "ours": worst,

@@ -908,3 +908,24 @@ def test_a_level_outside_its_range_is_refused_when_a_response_is_made() -> None:
         CSVResponse([], compress={"br": 12})
     assert DEFAULT_LEVELS == {"zstd": 3, "br": 3, "gzip": 4}
     assert _compression.MIN_SIZE == 1024
+
+
+@pytest.mark.anyio
+async def test_streaming_templates_stream_compresses_unless_told_not_to(tmp_path: Any) -> None:
+    (tmp_path / "page.html").write_text(
+        "<html><head></head><body>{% for n in rows %}<p>{{ n }}</p>{% endfor %}"
+    )
+    templates = StreamingTemplates(directory=str(tmp_path))
+
+    async def page(request: Request) -> Response:
+        off = request.query_params.get("off") == "1"
+        return templates.stream(request, "page.html", {"rows": range(2000)}, compress=not off)
+
+    client = StreamingTestClient(Starlette(routes=[Route("/", page)]))
+    coded = await client.get("/", headers={"accept-encoding": "br"})
+    plain = await client.get("/?off=1", headers={"accept-encoding": "br"})
+    assert coded.headers["content-encoding"] == "br"
+    assert "content-encoding" not in plain.headers
+    assert "vary" not in plain.headers
+    assert decode("br", coded.body) == plain.body
+    assert plain.body.endswith(b"<p>1999</p>")
