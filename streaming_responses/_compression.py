@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
 from ._conditional import with_encoding
+from ._exceptions import CompressionError, ResponseStateError
 from ._framing import Framing, FramingDecision
 from ._types import RawHeaders
 
@@ -196,6 +197,62 @@ def installed(coding: str) -> bool:
 def make_encoder(coding: str, level: int) -> Encoder:
     """A fresh encoder for one stream (the coding's package must be installed)."""
     return _ENCODERS[coding](level)
+
+
+class MessageCoder:
+    """One response's content coding on the core's emit path.
+
+    It makes its encoder when the response starts (:meth:`start`), codes each message and ends
+    it with a flush, or with the coding's end for the last one (:meth:`code`), and counts the
+    coded bytes. A failure of the encoder raises :class:`~streaming_responses.CompressionError`
+    once; after it nothing more is coded, and above all the coded stream is never ended.
+
+    >>> coder = MessageCoder("gzip", 4)
+    >>> coder.start()
+    >>> import zlib; zlib.decompress(coder.code(b"hello", more=False), 31), coder.encoded > 0
+    (b'hello', True)
+    """
+
+    __slots__ = ("_encoder", "coding", "encoded", "failed", "level")
+
+    def __init__(self, coding: str, level: int) -> None:
+        self.coding = coding
+        self.level = level
+        self._encoder: Encoder | None = None
+        #: Whether the encoder failed: nothing more is coded.
+        self.failed = False
+        #: Coded bytes returned so far.
+        self.encoded = 0
+
+    @property
+    def started(self) -> bool:
+        """Whether the encoder exists (the response started coded)."""
+        return self._encoder is not None
+
+    def start(self) -> None:
+        """Make the encoder (once)."""
+        if self._encoder is None:
+            self._encoder = make_encoder(self.coding, self.level)
+
+    def code(self, body: bytes, *, more: bool) -> bytes:
+        """``body`` coded and flushed (``more``), or coded and the coded stream ended."""
+        encoder = self._encoder
+        if encoder is None:
+            raise ResponseStateError("the coder codes only after the response started")
+        if self.failed:
+            return b""
+        try:
+            if not more:
+                coded = encoder.compress(body) + encoder.finish()
+            elif body:
+                coded = encoder.compress(body) + encoder.flush()
+            else:
+                return b""  # every message ended with a flush: nothing is pending
+        except Exception as exc:
+            self.failed = True
+            raise CompressionError(self.coding, exc) from exc
+        self.encoded += len(coded)
+        return coded
 
 
 def offered(codings: Codings) -> Codings:

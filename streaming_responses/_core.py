@@ -36,7 +36,7 @@ import anyio
 import anyio.lowlevel
 from starlette.requests import ClientDisconnect
 
-from ._compression import MIN_SIZE, Codings, Encoder, coded_start, make_encoder, offered
+from ._compression import MIN_SIZE, Codings, MessageCoder, coded_start, offered
 from ._endings import (
     TRAILER_DECLARATION,
     Ending,
@@ -145,16 +145,10 @@ class ChunkPump:
         self._main_scope = anyio.CancelScope()
         self._request_line = ("GET", "")
         self._observed: Callable[[StreamOutcome], None] | None = None
-        #: The negotiated content coding and its level (``None``: the body goes as it is).
-        self._coding: str | None = None
-        self._level = 0
+        #: The negotiated content coding (``None``: the body goes as it is).
+        self._coder: MessageCoder | None = None
         #: Whether the response says ``Vary: Accept-Encoding`` (it negotiates).
         self._vary = False
-        #: The stream's compressor, made with the response start when the body is coded.
-        self._encoder: Encoder | None = None
-        self._encoder_failed = False
-        #: Body bytes handed to the server after the coding.
-        self._encoded = 0
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> StreamOutcome:
         observe: StreamObserver | None = scope.get(OBSERVER_SCOPE_KEY)
@@ -204,8 +198,7 @@ class ChunkPump:
         )
         self._vary = choice.vary
         if choice.coding is not None:
-            self._coding = choice.coding
-            self._level = dict(codings)[choice.coding]
+            self._coder = MessageCoder(choice.coding, dict(codings)[choice.coding])
 
     def request_shutdown(self) -> None:
         """End this stream as its shutdown policy says (called by the shutdown registry)."""
@@ -355,7 +348,7 @@ class ChunkPump:
     async def _carry_out(self, plan: BatchPlan, body: bytes, send: Send) -> bool:
         """Send what ``plan`` says; return whether the response finished."""
         if plan.start is not None:
-            if plan.final and self._coding is not None:
+            if plan.final and self._coder is not None:
                 await self._send_whole(send, plan.start, body)
                 return True
             await self._send_start(send, plan.start)
@@ -425,31 +418,17 @@ class ChunkPump:
         already coded whole, by :meth:`_send_whole`).
         """
         wire = body
-        if self._encoder is not None:
-            if self._encoder_failed:
+        coder = self._coder
+        if coder is not None:
+            if coder.failed:
                 body = b""  # nothing more can be coded: at most an end without the coding's end
-            wire = coded if coded is not None else self._encode(self._encoder, body, more)
+            wire = coded if coded is not None else coder.code(body, more=more)
         await send({"type": "http.response.body", "body": wire, "more_body": more})
         state = self.state
         state.sent(len(body))
-        self._encoded += len(wire)
         self._messages += 1
         if self._track_sends:
             state.last_send = anyio.current_time()
-
-    def _encode(self, encoder: Encoder, body: bytes, more: bool) -> bytes:
-        """``body`` coded and flushed (``more``) or coded and ended; a failure is a stream error."""
-        if self._encoder_failed:
-            return b""
-        try:
-            if more:
-                # Every message ends with a flush, so nothing waits in the compressor; after
-                # one, an empty message has nothing to flush.
-                return encoder.compress(body) + encoder.flush() if body else b""
-            return encoder.compress(body) + encoder.finish()
-        except Exception as exc:
-            self._encoder_failed = True
-            raise CompressionError(encoder.coding, exc) from exc
 
     async def _emit_trailers(self, send: Send, error: BaseException | None) -> None:
         """Send the trailer fields that end the stream: the one place trailers are sent."""
@@ -466,11 +445,10 @@ class ChunkPump:
         headers = list(self.settings.raw_headers)
         if self._vary:
             headers = with_vary(headers, b"Accept-Encoding")
-        coding = self._coding
-        if coding is not None:  # never for an answer without a body (choose_coding)
-            if self._encoder is None:
-                self._encoder = make_encoder(coding, self._level)
-            headers, decision = coded_start(headers, coding, decision, coded_length)
+        coder = self._coder
+        if coder is not None:  # never for an answer without a body (choose_coding)
+            coder.start()
+            headers, decision = coded_start(headers, coder.coding, decision, coded_length)
         state = self.state
         state.start(decision.framing)
         state.last_send = anyio.current_time()
@@ -493,14 +471,15 @@ class ChunkPump:
         One shorter than ``MIN_SIZE`` goes as it is; a longer one is coded whole first, so that
         its coded length can be sent as ``Content-Length``.
         """
+        coder = self._coder
+        assert coder is not None
         if len(body) < MIN_SIZE:
-            self._coding = None
+            self._coder = None
             await self._send_start(send, decision)
             await self._finish_body(send, body, None)
             return
-        assert self._coding is not None
-        encoder = self._encoder = make_encoder(self._coding, self._level)
-        coded = self._encode(encoder, body, more=False)
+        coder.start()
+        coded = coder.code(body, more=False)
         await self._send_start(send, decision, len(coded))
         await self._finish_body(send, body, None, coded)
 
@@ -540,7 +519,6 @@ class ChunkPump:
         await self._send_start(send, decide_framing_now(self.settings, declared))
         await send({"type": "http.response.pathsend", "path": path})
         self.state.bytes_sent = declared
-        self._encoded = declared
         self.state.finish()
         return await self._report(Outcome.COMPLETE)
 
@@ -624,6 +602,7 @@ class ChunkPump:
         """
         state = self.state
         gone = state.gone
+        coder = self._coder
         outcome = StreamOutcome(
             kind=kind,
             status_code=self.settings.status_code if state.started else None,
@@ -635,8 +614,8 @@ class ChunkPump:
             first_byte=self._first_byte,
             messages=self._messages,
             client_gone=None if gone is None else gone.value,
-            content_encoding=None if self._encoder is None else self._encoder.coding,
-            encoded_bytes=self._encoded,
+            content_encoding=None if coder is None or not coder.started else coder.coding,
+            encoded_bytes=state.bytes_sent if coder is None or not coder.started else coder.encoded,
         )
         self.outcome = outcome
         if log:

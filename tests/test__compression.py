@@ -30,6 +30,7 @@ from streaming_responses import (
     FileResponse,
     JSONLinesResponse,
     Outcome,
+    ResponseStateError,
     ServerSentEvent,
     StreamingResponse,
     StreamingTemplateResponse,
@@ -45,6 +46,7 @@ from streaming_responses._compression import (
     DEFAULT_LEVELS,
     MIN_SIZE,
     ZSTD_WINDOW_LOG,
+    MessageCoder,
     coded_start,
     installed,
     make_encoder,
@@ -118,6 +120,34 @@ def test_a_brotli_stream_declares_the_bounded_window_at_every_level(level: int) 
     encoder = make_encoder("br", level)
     stream = encoder.compress(os.urandom(300_000)) + encoder.flush()
     assert _brotli_window_bits(stream) == BROTLI_LGWIN == 17
+
+
+def test_a_message_coder_flushes_each_message_and_ends_only_the_last() -> None:
+    coder = MessageCoder("zstd", 3)
+    with pytest.raises(ResponseStateError, match="only after the response started"):
+        coder.code(b"early", more=True)
+    coder.start()
+    decoder = StreamDecoder("zstd")
+    assert decoder.feed(coder.code(b"one ", more=True)) == b"one "
+    assert coder.code(b"", more=True) == b""  # nothing pending after a flush
+    assert decoder.feed(coder.code(b"two", more=False)) == b"two"
+    assert decoder.finished
+    assert coder.encoded > 0
+
+
+def test_a_failed_coder_codes_nothing_more_and_never_ends_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        "streaming_responses._compression.make_encoder", lambda coding, level: FailingEncoder(1)
+    )
+    coder = MessageCoder("gzip", 4)
+    coder.start()
+    decoder = StreamDecoder("gzip")
+    assert decoder.feed(coder.code(b"kept", more=True)) == b"kept"
+    with pytest.raises(CompressionError, match="gzip failed: MemoryError"):
+        coder.code(b"lost", more=True)
+    assert coder.failed
+    assert coder.code(b"", more=False) == b""
+    assert not decoder.finished
 
 
 def test_every_coding_is_installed_here_and_gzip_always_is() -> None:
@@ -722,7 +752,9 @@ class FailingEncoder:
 
 
 def fail_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
-    monkeypatch.setattr("streaming_responses._core.make_encoder", lambda coding, level: FailingEncoder(calls))
+    monkeypatch.setattr(
+        "streaming_responses._compression.make_encoder", lambda coding, level: FailingEncoder(calls)
+    )
 
 
 @pytest.mark.anyio
@@ -804,7 +836,7 @@ async def test_a_compressor_error_while_ending_on_shutdown_cuts_the_stream_off(
             sent.append(len(data))
             return super().compress(data)
 
-    monkeypatch.setattr("streaming_responses._core.make_encoder", lambda coding, level: Counting(2))
+    monkeypatch.setattr("streaming_responses._compression.make_encoder", lambda coding, level: Counting(2))
     outcomes: list[StreamOutcome] = []
 
     async def events() -> AsyncIterator[str]:
