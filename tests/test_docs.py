@@ -173,3 +173,24 @@ def test_no_page_for_users_talks_about_the_issue_it_came_from() -> None:
     for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
         text = page.read_text()
         assert not re.search(r"\bthe issue\b", text, re.IGNORECASE), page.name
+
+
+async def test_the_compression_page_example_runs_as_shown() -> None:
+    from tests.decoders import decode  # needs the compression extra, absent from make test-min
+
+    app = run_example(titled_block("compression.md", "compressed_routes.py"), "compressed_routes")
+    client = StreamingTestClient(app)
+    browser = {"accept-encoding": "gzip, deflate, br, zstd"}
+    feed = await client.get("/feed", headers=browser)
+    assert feed.headers["content-encoding"] == "zstd"
+    assert re.findall(r"^data: (.*)$", decode("zstd", feed.body).decode(), re.MULTILINE) == [
+        '{"n":0}',
+        '{"n":1}',
+        '{"n":2}',
+    ]
+    export = await client.get("/export.jsonl", headers={"accept-encoding": "br, gzip"})
+    assert export.headers["content-encoding"] == "gzip"
+    assert decode("gzip", export.body).count(b"\n") == 1000
+    private = await client.get("/account/events", headers=browser)
+    assert "content-encoding" not in private.headers
+    assert b"data: your balance: 1,024.00" in private.body
