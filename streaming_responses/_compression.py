@@ -260,6 +260,11 @@ def offered(codings: Codings) -> Codings:
     return tuple(pair for pair in codings if installed(pair[0]))
 
 
+#: ``compress=True`` read once: every response that negotiates shares this tuple (an open event
+#: stream keeps its options for as long as it runs).
+EVERY_CODING: Codings = tuple((coding, DEFAULT_LEVELS[coding]) for coding in CODINGS)
+
+
 def parse_compress(value: object, name: str = "compress") -> Codings:
     """Read a ``compress=`` argument; raise ``TypeError``/``ValueError`` naming what is wrong.
 
@@ -271,7 +276,7 @@ def parse_compress(value: object, name: str = "compress") -> Codings:
     if value is False:
         return ()
     if value is True:
-        return tuple((coding, DEFAULT_LEVELS[coding]) for coding in CODINGS)
+        return EVERY_CODING
     if isinstance(value, (str, bytes)):
         raise TypeError(
             f"{name} must be True, False, or a sequence of encodings such as ({value!r},), "
