@@ -20,7 +20,7 @@ from starlette.background import BackgroundTask
 
 from ._compression import CompressOption
 from ._core import OutcomeCallback
-from ._json import pick_dumps, stdlib_dumps
+from ._json import pick
 from ._options import StreamOptions
 from ._producers import Producer
 from ._records import check_rows_content, tabular_producer
@@ -30,7 +30,7 @@ from ._types import Content
 
 
 class JSONLinesEncoder:
-    """Encodes items as JSON Lines into a list of byte strings joined per batch.
+    """Encodes items as JSON Lines into one reusable buffer, handed out as bytes per batch.
 
     >>> encoder = JSONLinesEncoder("json")
     >>> encoder.add({"id": 1, "tags": ["a"]}); encoder.add(None)
@@ -39,68 +39,56 @@ class JSONLinesEncoder:
     """
 
     def __init__(self, encoder: str = "auto") -> None:
-        self.name, self._dumps = pick_dumps(encoder)
-        self._fast = self.name != "json"
-        self._parts: list[bytes] = []
-        self._size = 0
+        picked = pick(encoder)
+        self.name = picked.name
+        self._line = picked.line
+        # One bytearray: each line is copied in and freed at once. Keeping a batch of lines as
+        # separate bytes objects (for a join) made glibc return and re-fault heap pages for
+        # every batch, which cost more than the encoding itself.
+        self._buffer = bytearray()
         self.count = 0
 
     def add(self, item: object) -> None:
         """Encode one item; raise ``TypeError``/``ValueError`` naming its 1-based position."""
-        position = self.count + 1
         try:
-            line = self._dumps(item)
-            if self._fast and b"null" in line:
-                # The fast encoders write NaN and infinities as null: the standard library
-                # refuses them, so it settles whether this null was one (rare, and no slower
-                # than encoding with it alone).
-                stdlib_dumps(item)
-        except Exception as exc:  # orjson.JSONEncodeError, PydanticSerializationError, ...
-            if not self._fast:
-                raise _item_error(exc, position) from None
-            line = self._retry(item, position, exc)
-        self._parts.append(line)
-        self._parts.append(b"\n")
-        self._size += len(line) + 1
-        self.count = position
+            self._buffer += self._line(item)
+        except (TypeError, ValueError) as exc:
+            raise _item_error(exc, self.count + 1) from None
+        self.count += 1
 
     def add_many(self, items: list[Any]) -> None:
-        """Encode ``items`` in order."""
-        add = self.add
-        for item in items:
-            add(item)
-
-    def _retry(self, item: object, position: int, first: Exception) -> bytes:
-        # What the fast encoder refuses (ints beyond 64 bits, non-str keys) the standard library
-        # may still write; if it cannot either, its error names the problem.
+        """Encode ``items`` in order, as ``add`` would one by one."""
+        line = self._line
+        buffer = self._buffer
+        count = self.count
         try:
-            return stdlib_dumps(item)
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            raise _item_error(exc, position) from None
+            for item in items:
+                buffer += line(item)
+                count += 1
+        except (TypeError, ValueError) as exc:
+            raise _item_error(exc, count + 1) from None
+        finally:
+            self.count = count
 
     def pending(self) -> int:
         """Bytes waiting in the batch."""
-        return self._size
+        return len(self._buffer)
 
     def take(self) -> bytes:
         """Empty the batch and return its bytes."""
-        parts = self._parts
-        if not parts:
+        buffer = self._buffer
+        if not buffer:
             return b""
-        out = b"".join(parts)
-        parts.clear()
-        self._size = 0
+        out = bytes(buffer)
+        buffer.clear()
         return out
 
     finish = take
 
 
-def _item_error(exc: BaseException, position: int) -> Exception:
-    message = str(exc)
-    if "Out of range float" in message:
-        return ValueError(f"item {position} holds a NaN or infinite float, which JSON cannot represent")
+def _item_error(exc: TypeError | ValueError, position: int) -> Exception:
     kind = TypeError if isinstance(exc, TypeError) else ValueError
-    return kind(f"item {position} cannot be encoded as JSON: {message}")
+    return kind(f"item {position} cannot be encoded as JSON: {exc}")
 
 
 class JSONLinesResponse(StreamingResponse):

@@ -29,7 +29,9 @@ shape it:
 3. Producers that batch items into larger chunks themselves (CSV rows, JSON lines, template
    fragments) must not hold a batch behind a wait of their source: :class:`IdleHandOver`
    hands the batch over when a whole loop turn passed without progress, and re-arms itself
-   while progress goes on, so the bare yields of 2 do not split a batch either.
+   while progress goes on, so the bare yields of 2 do not split a batch either. Such a
+   producer runs under :class:`ResumeAfterItems` too, counting the items it took in rather
+   than chunks, so a bare yield after each item costs no loop turn there either.
 
 So the sender never needs to wait for more: when it wakes, it takes what is queued and sends
 it. A chunk is never held back to wait for a later one (guarantee 3).
@@ -428,16 +430,23 @@ class ResumeAfterItems:
     #: Bare yields skipped in a row before one goes to the loop anyway.
     MAX_SKIPPED = 256
 
-    __slots__ = ("_coroutine", "_queue")
+    __slots__ = ("_coroutine", "_progress")
 
-    def __init__(self, coroutine: Coroutine[Any, Any, None], queue: ChunkQueue) -> None:
+    def __init__(
+        self,
+        coroutine: Coroutine[Any, Any, None],
+        queue: ChunkQueue,
+        progress: Callable[[], int] | None = None,
+    ) -> None:
         self._coroutine = coroutine
-        self._queue = queue
+        # What counts as a new item: a chunk in the queue, or (for a producer that batches
+        # items itself) its own count of items taken in.
+        self._progress = progress if progress is not None else queue.items.__len__
 
     def __await__(self) -> Generator[Any, Any, None]:
         coroutine = self._coroutine
-        items = self._queue.items
-        seen = len(items)
+        progress = self._progress
+        seen = progress()
         skipped = 0
         value: Any = None
         error: BaseException | None = None
@@ -450,8 +459,8 @@ class ResumeAfterItems:
             except StopIteration:
                 return
             value = None
-            if signal is None and skipped < self.MAX_SKIPPED and len(items) != seen:
-                seen = len(items)
+            if signal is None and skipped < self.MAX_SKIPPED and progress() != seen:
+                seen = progress()
                 skipped += 1
                 continue
             skipped = 0
@@ -462,7 +471,7 @@ class ResumeAfterItems:
                 raise
             except BaseException as exc:  # cancellation or anything thrown in: pass it on
                 error = exc
-            seen = len(items)
+            seen = progress()
 
 
 class AsyncIterableProducer(Producer):

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from ._producers import ChunkQueue, IdleHandOver, Producer
+from ._producers import ChunkQueue, IdleHandOver, Producer, ResumeAfterItems
 
 #: Encoded characters (about bytes) gathered into one chunk before it is handed to the core.
 BATCH_SIZE = 64 * 1024
@@ -217,7 +217,6 @@ class AsyncBatchProducer(Producer):
 
     async def run(self, queue: ChunkQueue) -> None:
         encoder = self._encoder
-        batch_size = self._batch_size
         iterator = self._iterator = aiter(self._rows)
         try:
             loop = asyncio.get_running_loop()
@@ -226,26 +225,38 @@ class AsyncBatchProducer(Producer):
                 encoder.add(row)
                 await queue.push(encoder.take())
         else:
-
-            def hand_over() -> None:
-                chunk = encoder.take()
-                if chunk:
-                    queue.put(chunk)
-
-            idle = IdleHandOver(loop, lambda: encoder.count, hand_over)
-            try:
-                async for row in iterator:
-                    encoder.add(row)
-                    if encoder.pending() >= batch_size:
-                        queue.put(encoder.take())
-                    elif idle.handle is None:
-                        idle.arm()
-                    await queue.space()  # full by this batch, or by an idle hand-over
-            finally:
-                idle.cancel()
+            # FastAPI's bare yield after each row is skipped while rows flow (ResumeAfterItems,
+            # counting the rows the encoder took in), so a row costs no loop turn of its own.
+            await ResumeAfterItems(self._fill(iterator, queue, loop), queue, lambda: encoder.count)
         tail = encoder.finish()
         if tail:
             await queue.push(tail)
+
+    async def _fill(
+        self, iterator: AsyncIterator[Any], queue: ChunkQueue, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        encoder = self._encoder
+        batch_size = self._batch_size
+        add = encoder.add
+        pending = encoder.pending
+
+        def hand_over() -> None:
+            chunk = encoder.take()
+            if chunk:
+                queue.put(chunk)
+
+        idle = IdleHandOver(loop, lambda: encoder.count, hand_over)
+        try:
+            async for row in iterator:
+                add(row)
+                if pending() >= batch_size:
+                    queue.put(encoder.take())
+                elif idle.handle is None:
+                    idle.arm()
+                if queue.produced - queue.taken >= queue.bound:  # by this batch, or an idle hand-over
+                    await queue.wait_for_space()
+        finally:
+            idle.cancel()
 
     async def close(self) -> None:
         target: object = self._iterator if self._iterator is not None else self._rows

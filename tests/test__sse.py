@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import decimal
 import enum
-import json
 import logging
 import math
 import pickle
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import PurePosixPath
 from typing import Any
 
 import anyio
@@ -35,7 +30,6 @@ from streaming_responses import (
     last_event_id,
 )
 from streaming_responses._events import as_event, encode_event, encode_item, encode_items
-from streaming_responses._json import _stdlib_json
 from streaming_responses._sse import _EncodingIterator
 from streaming_responses.testing import StreamAborted, StreamingTestClient
 from tests.sse_parser import EventStreamParser, ParsedEvent, parse_stream
@@ -430,45 +424,8 @@ async def test_a_fastapi_generator_endpoint_uses_it_as_response_class() -> None:
 # -- less travelled paths -----------------------------------------------------------------------
 
 
-class Colour(enum.Enum):
-    RED = "red"
-
-
 class Name(str, enum.Enum):
     ADA = "ada"
-
-
-def test_the_stdlib_json_path_encodes_what_fastapi_would() -> None:
-    value = {
-        "point": Point(1, 2.0),
-        "colour": Colour.RED,
-        "when": datetime.datetime(2024, 1, 2, 3, 4, 5),
-        "id": uuid.UUID(int=1),
-        "price": decimal.Decimal("1.50"),
-        "tags": {"a"},
-        "raw": b"bytes",
-        "path": PurePosixPath("/tmp"),
-        "model": Price(symbol="A", value=1.0),
-    }
-    assert json.loads(_stdlib_json(value)) == {
-        "point": {"x": 1, "y": 2.0},
-        "colour": "red",
-        "when": "2024-01-02T03:04:05",
-        "id": "00000000-0000-0000-0000-000000000001",
-        "price": "1.50",
-        "tags": ["a"],
-        "raw": "bytes",
-        "path": "/tmp",
-        "model": {"symbol": "A", "value": 1.0},
-    }
-    with pytest.raises(ValueError, match="NaN or an infinity"):
-        _stdlib_json([math.nan])
-    circular: list[object] = []
-    circular.append(circular)
-    with pytest.raises(ValueError, match="Circular"):
-        _stdlib_json(circular)
-    with pytest.raises(TypeError, match="not JSON serializable"):
-        _stdlib_json(object())
 
 
 def test_str_subclasses_are_sent_as_their_text_and_surrogates_are_refused() -> None:
