@@ -3,21 +3,25 @@
 ``/csv/ours?rows=N`` streams ``rows(N)`` with :class:`~streaming_responses.CSVResponse` from a
 sync generator; ``/csv/tutorial?rows=N`` is the tutorial pattern: a sync generator that formats
 one row at a time with ``csv.writer`` into a fresh ``StringIO`` and yields it into Starlette's
-StreamingResponse. ``/jsonl/ours?items=N`` and ``/jsonl/fastapi?items=N`` are FastAPI generator
+StreamingResponse. ``/jsonl/ours?count=N`` and ``/jsonl/fastapi?count=N`` are FastAPI generator
 path operations yielding ``items(N)``, with ``response_class=JSONLinesResponse`` and without
-(FastAPI's own JSON Lines streaming).
+(FastAPI's own JSON Lines streaming). ``/jsonl/{ours,fastapi}-dataclass`` and
+``/jsonl/{ours,fastapi}-model`` yield the same items as dataclass instances and as pydantic
+models, each annotated ``-> AsyncIterable[Item]`` as FastAPI's docs write a JSON Lines stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import functools
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.responses import StreamingResponse as StarletteStreamingResponse
@@ -40,6 +44,39 @@ def items(count: int) -> tuple[dict[str, Any], ...]:
         {"id": n, "name": f"item {n}", "tags": ["a", "b"], "score": n * 1.5, "ok": n % 2 == 0}
         for n in range(count)
     )
+
+
+@dataclasses.dataclass
+class ItemRecord:
+    """One JSON Lines item as a dataclass."""
+
+    id: int
+    name: str
+    tags: list[str]
+    score: float
+    ok: bool
+
+
+class ItemModel(BaseModel):
+    """One JSON Lines item as a pydantic model."""
+
+    id: int
+    name: str
+    tags: list[str]
+    score: float
+    ok: bool
+
+
+@functools.lru_cache(maxsize=2)
+def records(count: int) -> tuple[ItemRecord, ...]:
+    """``items(count)`` as dataclass instances (cached: not timed)."""
+    return tuple(ItemRecord(**item) for item in items(count))
+
+
+@functools.lru_cache(maxsize=2)
+def models(count: int) -> tuple[ItemModel, ...]:
+    """``items(count)`` as pydantic models (cached: not timed)."""
+    return tuple(ItemModel(**item) for item in items(count))
 
 
 def _count(request: Request, name: str) -> int:
@@ -96,4 +133,32 @@ async def jsonl_ours(count: int) -> AsyncIterator[dict[str, Any]]:
 async def jsonl_fastapi(count: int) -> AsyncIterator[dict[str, Any]]:
     """FastAPI's own JSON Lines streaming of the same items."""
     for item in items(count):
+        yield item
+
+
+@app.get("/jsonl/ours-dataclass", response_class=JSONLinesResponse)
+async def jsonl_ours_dataclass(count: int) -> AsyncIterable[ItemRecord]:
+    """JSONLinesResponse of dataclass instances."""
+    for item in records(count):
+        yield item
+
+
+@app.get("/jsonl/fastapi-dataclass")
+async def jsonl_fastapi_dataclass(count: int) -> AsyncIterable[ItemRecord]:
+    """FastAPI's own JSON Lines streaming of the same dataclass instances."""
+    for item in records(count):
+        yield item
+
+
+@app.get("/jsonl/ours-model", response_class=JSONLinesResponse)
+async def jsonl_ours_model(count: int) -> AsyncIterable[ItemModel]:
+    """JSONLinesResponse of pydantic models."""
+    for item in models(count):
+        yield item
+
+
+@app.get("/jsonl/fastapi-model")
+async def jsonl_fastapi_model(count: int) -> AsyncIterable[ItemModel]:
+    """FastAPI's own JSON Lines streaming of the same pydantic models."""
+    for item in models(count):
         yield item
