@@ -1,14 +1,10 @@
 """``JSONLinesResponse``: one JSON document per line, encoded in batches, through the chunk pump.
 
-This module owns JSON encoding of streamed items: which encoder runs, how types JSON does not
-know are turned into JSON the way FastAPI's ``jsonable_encoder`` does, and the refusal of NaN
-and infinities. The rule that keeps it simple: :class:`JSONLinesEncoder` is plain code tested
-without an event loop; the response class only hands a producer to the core.
-
-The encoder was chosen by measurement (one small dict, per item, on the development machine):
-orjson 0.22 µs, pydantic-core's ``to_json`` 0.62 µs, the standard library's ``json`` 3.9 µs.
-orjson is used when installed (the ``orjson`` extra), pydantic-core otherwise (it comes with
-FastAPI), and ``json`` when neither is there.
+This module owns the JSON Lines framing of streamed items: one line per item, lines gathered
+into one buffer per batch, and errors that name the item's 1-based position. What an item
+becomes, which encoder writes it and what is refused is the JSON policy's (``_json.py``), the
+same as for event data. The rule that keeps it simple: :class:`JSONLinesEncoder` is plain code
+tested without an event loop; the response class only hands a producer to the core.
 """
 
 from __future__ import annotations
@@ -95,10 +91,10 @@ class JSONLinesResponse(StreamingResponse):
     """Stream items as JSON Lines (``application/jsonl``): one JSON document per line.
 
     ``content`` is a sync or async iterable of dicts, lists, primitives, dataclasses or pydantic
-    models (serialised as FastAPI would: pydantic models by alias, datetimes in ISO 8601). NaN
-    and infinities raise ``ValueError`` naming the item's 1-based position instead of writing
-    invalid JSON. Items are encoded in batches (about 64 KiB per chunk); sync iterables in
-    worker threads.
+    models (serialised as FastAPI would: pydantic models by alias, datetimes in ISO 8601; see
+    docs/json.md). NaN and infinities raise ``ValueError`` naming the item's 1-based position
+    instead of writing invalid JSON. Items are encoded in batches (about 64 KiB per chunk);
+    sync iterables in worker threads.
 
     Example::
 
