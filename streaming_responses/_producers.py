@@ -459,10 +459,12 @@ class ResumeAfterItems:
             except StopIteration:
                 return
             value = None
-            if signal is None and skipped < self.MAX_SKIPPED and progress() != seen:
-                seen = progress()
-                skipped += 1
-                continue
+            if signal is None and skipped < self.MAX_SKIPPED:
+                now = progress()
+                if now != seen:
+                    seen = now
+                    skipped += 1
+                    continue
             skipped = 0
             try:
                 value = yield signal
