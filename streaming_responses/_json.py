@@ -437,15 +437,8 @@ def normalize(value: object) -> Any:
     >>> normalize({"d": decimal.Decimal("2"), 1: (True, None)})
     {'d': 2, '1': [True, None]}
     """
-    if _plain(value, 0):
-        return value
     try:
-        try:
-            return _walk(value, 0, None)
-        except RecursionError:  # conversions nest deeper than the stack allows
-            refused = _Refused(ValueError, f"the value is nested deeper than {MAX_DEPTH} levels")
-            refused.too_deep = True
-            raise refused from None
+        return _normalized(value)
     except _Refused as refused:
         if refused.too_deep:
             # Too deep, or a cycle? Walk again keeping the ids of the containers above.
@@ -456,6 +449,17 @@ def normalize(value: object) -> Any:
             except RecursionError:
                 pass
         raise refused.error(refused.message + _where(refused)) from None
+
+
+def _normalized(value: object) -> Any:
+    try:
+        if _plain(value, 0):
+            return value
+        return _walk(value, 0, None)
+    except RecursionError:  # nested deeper than the stack of the caller allows
+        refused = _Refused(ValueError, f"the value is nested deeper than {MAX_DEPTH} levels")
+        refused.too_deep = True
+        raise refused from None
 
 
 # -- writing plain data ------------------------------------------------------------------
@@ -542,7 +546,7 @@ def _orjson_dumps(line: bool) -> Callable[[object], bytes]:
             out = dumps(value, convert, options)
         except failed:
             return exact(value)
-        if has_null(out) and not _plain(value, 0):
+        if has_null(out):
             normalize(value)  # raises if a null was a NaN or an infinity
         return out
 

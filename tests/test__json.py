@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import inspect
 import ipaddress
 import json
 import math
@@ -28,7 +29,7 @@ import pytest
 from fastapi.encoders import jsonable_encoder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, Field, RootModel
+from pydantic import AnyUrl, BaseModel, Field, RootModel, SecretStr
 
 from streaming_responses import ServerSentEvent
 from streaming_responses._json import ENCODERS, MAX_DEPTH, convert, float_text, json_text, normalize, pick
@@ -156,6 +157,12 @@ RULES: list[tuple[str, object, bytes | None]] = [
     ("a mapping is an object", types.MappingProxyType({"a": 1}), b'{"a":1}'),
     ("an OrderedDict is an object", collections.OrderedDict(b=1, a=2), b'{"b":1,"a":2}'),
     (
+        "date and timedelta subclasses",
+        [type("When", (datetime.date,), {})(2024, 1, 2), type("Span", (datetime.timedelta,), {})(seconds=1)],
+        b'["2024-01-02",1.0]',
+    ),
+    ("pydantic's own value types are their text", [SecretStr("pw"), AnyUrl("https://example.com/a")], None),
+    (
         "str, int and float subclasses are their values",
         [Name.ADA, Size.SMALL, type("F", (float,), {})(2.5)],
         None,
@@ -169,6 +176,7 @@ RULES: list[tuple[str, object, bytes | None]] = [
 ]
 RULES_EXPECTED = {
     "str, int and float subclasses are their values": b'["ada",1,2.5]',
+    "pydantic's own value types are their text": b'["**********","https://example.com/a"]',
     "int, float, bool and None keys as json.dumps names them": b'{"2":0,"1.5e-05":0,"true":0,"null":0}',
 }
 
@@ -236,6 +244,13 @@ REFUSALS: list[tuple[str, object, type[Exception], str]] = [
     ("a frozenset key", {frozenset(): 3}, TypeError, "not frozenset"),
     ("a dataclass key", {Key(1): 3}, TypeError, "not Key"),
     (
+        "a key that fails to convert",
+        {b"\xff": 3},
+        ValueError,
+        r"dict key: bytes that are not UTF-8 .*\[b'\\xff'\]",
+    ),
+    ("a complex key", {1j: 3}, TypeError, "dict key: a complex number"),
+    (
         "two keys with one name",
         {1: "a", "1": "b"},
         ValueError,
@@ -252,7 +267,12 @@ REFUSALS: list[tuple[str, object, type[Exception], str]] = [
     ("a dataclass that holds itself", _cycle_dataclass(), ValueError, "contains a reference cycle"),
     ("too deep", nested(MAX_DEPTH + 1), ValueError, f"nested deeper than {MAX_DEPTH} levels"),
     ("an int with too many digits", 10**5000, ValueError, "an int too large to write"),
-    ("a Decimal with too many digits", decimal.Decimal("1E+999999999"), ValueError, "more digits than Python"),
+    (
+        "a Decimal with too many digits",
+        decimal.Decimal("1E+999999999"),
+        ValueError,
+        "more digits than Python",
+    ),
 ]
 
 
@@ -280,6 +300,17 @@ def test_the_depth_bound_is_the_same_for_every_encoder(leaf: object) -> None:
     too_deep = same_everywhere(nested(levels + 1, leaf))
     assert isinstance(too_deep, tuple)
     assert too_deep[0] is ValueError
+
+
+def test_a_value_nested_deeper_than_the_stack_allows_is_a_value_error() -> None:
+    # As if the encoder were called from deep inside an application: little stack is left.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 120)
+    try:
+        with pytest.raises(ValueError, match=f"nested deeper than {MAX_DEPTH} levels"):
+            normalize(nested(100, Box("x", 1)))
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def test_float_text_is_the_shortest_form_the_fast_encoders_write() -> None:
