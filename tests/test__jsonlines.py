@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
+import sniffio
 from fastapi import BackgroundTasks, Depends, FastAPI
 from fastapi.encoders import jsonable_encoder
 from hypothesis import given, settings
@@ -31,6 +32,7 @@ from streaming_responses._jsonlines import JSONLinesEncoder
 from streaming_responses._producers import ChunkQueue, ResumeAfterItems
 from streaming_responses._records import AsyncBatchProducer
 from streaming_responses.testing import StreamAborted, StreamingTestClient
+from tests.asgi import Recorder, http_scope
 
 
 class Colour(enum.Enum):
@@ -262,3 +264,23 @@ async def test_dataclass_and_model_items_stream_as_fastapi_streams_them() -> Non
         theirs = (await client.get(f"/{kind}/fastapi")).body.splitlines()
         assert [json.loads(line) for line in ours] == [json.loads(line) for line in theirs]
         assert len(ours) == 3
+
+
+def test_on_a_plain_asyncio_loop_the_producer_declares_asyncio_to_sniffio_in_its_own_task_only() -> None:
+    # Servers start their loop with asyncio itself (not anyio.run), so nothing has told
+    # sniffio; anyio calls in the producer would otherwise detect the library every time.
+    seen: list[str | None] = []
+
+    async def items() -> AsyncIterator[int]:
+        seen.append(sniffio.current_async_library_cvar.get())
+        yield 1
+
+    async def main() -> tuple[bytes, str | None]:
+        recorder = Recorder()
+        await JSONLinesResponse(items())(http_scope(), recorder.receive, recorder.send)
+        return recorder.body, sniffio.current_async_library_cvar.get()
+
+    body, after = asyncio.run(main())
+    assert body == b"1\n"
+    assert seen == ["asyncio"]
+    assert after is None
