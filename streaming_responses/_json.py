@@ -129,6 +129,11 @@ def _fields(kind: type) -> Callable[[Any], object]:
     names = tuple(field.name for field in dataclasses.fields(kind))
 
     def fields(value: object) -> object:
+        # The instance's own dict when it holds exactly the fields, in order (the common case,
+        # and a third of the time); otherwise each field read as an attribute.
+        own = getattr(value, "__dict__", None)
+        if own is not None and tuple(own) == names:
+            return own
         return {name: getattr(value, name) for name in names}
 
     return fields

@@ -76,6 +76,17 @@ class Key:
     x: int
 
 
+@dataclasses.dataclass(slots=True)
+class Slotted:
+    x: int
+    _y: str
+
+
+def _with_extra(box: Box) -> Box:
+    box.note = "not a field"  # type: ignore[attr-defined]
+    return box
+
+
 class Model(BaseModel):
     name: str = Field(alias="modelName")
     score: float
@@ -148,6 +159,8 @@ RULES: list[tuple[str, object, bytes | None]] = [
         Box("x", [1]),
         b'{"label":"x","content":[1],"_hidden":0,"computed":5}',
     ),
+    ("a dataclass with an attribute set later still writes its fields only", _with_extra(Box("x", 1)), None),
+    ("a dataclass with slots", Slotted(1, "a"), b'{"x":1,"_y":"a"}'),
     (
         "a pydantic model is model_dump(mode='json', by_alias=True)",
         Model(modelName="a", score=1.5, extra=decimal.Decimal("2.5")),
@@ -176,6 +189,9 @@ RULES: list[tuple[str, object, bytes | None]] = [
 ]
 RULES_EXPECTED = {
     "str, int and float subclasses are their values": b'["ada",1,2.5]',
+    "a dataclass with an attribute set later still writes its fields only": (
+        b'{"label":"x","content":1,"_hidden":0,"computed":5}'
+    ),
     "pydantic's own value types are their text": b'["**********","https://example.com/a"]',
     "int, float, bool and None keys as json.dumps names them": b'{"2":0,"1.5e-05":0,"true":0,"null":0}',
 }
