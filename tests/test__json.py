@@ -18,11 +18,12 @@ import ipaddress
 import json
 import math
 import re
+import subprocess
 import sys
 import types
 import uuid
 from collections.abc import Iterator
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import AnyUrl, BaseModel, Field, RootModel, SecretStr
 
+import streaming_responses
 from streaming_responses import ServerSentEvent
 from streaming_responses._json import ENCODERS, MAX_DEPTH, convert, float_text, json_text, normalize, pick
 from streaming_responses._jsonlines import JSONLinesEncoder
@@ -477,3 +479,25 @@ def test_what_the_encoders_write_reads_back_as_fastapis_jsonable_encoder_result(
     result = same_everywhere(value)
     if isinstance(result, bytes):
         assert json.loads(result) == _fastapi_text(value)
+
+
+def test_the_policy_and_event_encoding_import_neither_starlette_nor_the_core() -> None:
+    # A publisher process needs only events: load the two modules without the package's
+    # front door (which imports every response class) and see what came with them.
+    package = Path(streaming_responses.__file__).parent
+    script = f"""
+import sys, types
+package = types.ModuleType("streaming_responses")
+package.__path__ = [{str(package)!r}]
+sys.modules["streaming_responses"] = package
+from streaming_responses._events import ServerSentEvent
+print(ServerSentEvent({{"d": __import__("decimal").Decimal("2")}}).encode())
+watched = ("starlette", "fastapi", "streaming_responses.")
+print(sorted(name for name in sys.modules if name.startswith(watched)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    encoded, modules = done.stdout.splitlines()
+    assert encoded == repr(b'data: {"d":2}\n\n')
+    assert modules == repr(["streaming_responses._events", "streaming_responses._json"])
