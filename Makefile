@@ -16,8 +16,9 @@ interpreter = $(shell p="$$(pyenv prefix $(1) 2>/dev/null)"; \
 .PHONY: install system-deps demo test test-pythons test-min test-harness docs lint typecheck pytest \
 	bench bench-smoke clean
 
-# Debian packages the tests (chromium, for EventSource and the demo in a real browser) and the
-# benchmarks (nginx-light, the file-serving yardstick) need; installed with apt-get only when missing.
+# Debian packages the tests (chromium, for EventSource and the demo in a real browser; redis-server,
+# which the broker tests start on free ports themselves) and the benchmarks (nginx-light, the
+# file-serving yardstick) need; installed with apt-get only when missing.
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -26,6 +27,8 @@ system-deps:
 		{ $(SUDO) $(APT_GET) update -q && $(SUDO) $(APT_GET) install -y -q --no-install-recommends chromium; }
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
 		{ $(SUDO) $(APT_GET) update -q && $(SUDO) $(APT_GET) install -y -q --no-install-recommends nginx-light; }
+	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || \
+		{ $(SUDO) $(APT_GET) update -q && $(SUDO) $(APT_GET) install -y -q --no-install-recommends redis-server; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -205,19 +205,20 @@ async def feed_events(request: Request) -> EventSourceResponse:
 
     async def relay() -> AsyncIterator[ServerSentEvent]:
         try:
-            subscription = broker.subscribe(resume_after)
+            async with broker.subscribe(resume_after) as events:
+                async for event in events:
+                    yield event
         except EventsLost:  # an id from before the history (or before a restart): start live
-            subscription = broker.subscribe()
-        async with subscription as events:
-            async for event in events:
-                yield event
+            async with broker.subscribe() as events:
+                async for event in events:
+                    yield event
 
     return EventSourceResponse(relay(), ping=5, on_outcome=recorder(request))
 
 
 async def publish(request: Request) -> JSONResponse:
     text = request.query_params.get("text", "hello")
-    event = broker.publish(ServerSentEvent(text))
+    event = await broker.publish(ServerSentEvent(text))
     return JSONResponse({"id": event.id, "subscribers": broker.subscribers})
 
 

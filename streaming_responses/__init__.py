@@ -20,12 +20,14 @@ from __future__ import annotations
 import importlib as _importlib
 import typing as _typing
 
-from ._broker import EventBroker, Subscription
+from ._broker import EventBroker
+from ._broker_fanout import Subscription
 from ._csv import CSVResponse
 from ._events import ServerSentEvent
 from ._exceptions import (
     BrokerClosed,
     BrokerError,
+    BrokerUnavailable,
     CompressionError,
     ContentLengthError,
     EventsLost,
@@ -52,6 +54,7 @@ if _typing.TYPE_CHECKING:
 __all__ = (
     "BrokerClosed",
     "BrokerError",
+    "BrokerUnavailable",
     "CSVResponse",
     "CompressionError",
     "ContentLengthError",

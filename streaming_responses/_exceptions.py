@@ -15,6 +15,7 @@ so code written against the built-in keeps working::
     │   └── FileChangedError        the file changed while it was served
     ├── BrokerError                 the event broker could not do what was asked
     │   ├── BrokerClosed            publish or subscribe after close() (RuntimeError)
+    │   ├── BrokerUnavailable       the broker's engine (Redis) cannot be reached (ConnectionError)
     │   ├── EventsLost              a Last-Event-ID that cannot be resumed exactly (LookupError)
     │   └── SubscriberTooSlow       a subscriber that fell behind its buffer
     ├── ASGIProtocolError           the app broke the ASGI protocol (testing client; RuntimeError)
@@ -130,6 +131,29 @@ class BrokerClosed(BrokerError, RuntimeError):
         super().__init__(f"{operation}() on a closed EventBroker")
 
 
+class BrokerUnavailable(BrokerError, ConnectionError):
+    """The broker's engine (a Redis server) did not answer: nothing was published or replayed.
+
+    ``publish()`` raises it when Redis is unreachable or does not answer within ``timeout``
+    seconds, so an event is never dropped silently; a subscription raises it when Redis stayed
+    unreachable for longer than ``stall_timeout`` seconds (an event stream then ends with its
+    error event, and the browser reconnects and resumes once Redis is back). The message names
+    the server and the cause; the engine's own exception is the ``__cause__``.
+
+    Example::
+
+        try:
+            await broker.publish(event)
+        except BrokerUnavailable:
+            return JSONResponse({"error": "try again"}, status_code=503)
+    """
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        self.detail = detail
+        super().__init__(f"the event broker at {where} is unavailable: {detail}")
+
+
 class SubscriberTooSlow(BrokerError):
     """The subscription fell more than ``subscriber_buffer`` events behind and was dropped.
 
@@ -155,19 +179,23 @@ class SubscriberTooSlow(BrokerError):
 
 
 class EventsLost(BrokerError, LookupError):
-    """``subscribe(last_event_id)`` cannot replay exactly: that id is not in the history.
+    """A subscription cannot continue exactly: events after its position are not in the history.
 
-    Either the events after it are older than the history keeps, or the id was never
-    published by this broker (a restarted process, another server behind a load balancer).
+    Raised when a subscription is entered (or first iterated) with a ``Last-Event-ID`` that
+    cannot be replayed exactly: the events after it are older than the history keeps, the id
+    was never published on these topics (another broker, another topic, a restarted
+    in-process broker), it is malformed, or the Redis data was lost in a restart. Raised from
+    the iterator of a live subscription when the engine lost events it had not delivered yet.
     The stream should tell the client to reload its state, then subscribe without an id.
 
     Example::
 
         try:
-            subscription = broker.subscribe(last_event_id(request))
+            async with broker.subscribe(last_event_id(request)) as events:
+                async for event in events:
+                    yield event
         except EventsLost:
             yield ServerSentEvent(event="reset")  # the page reloads what it shows
-            subscription = broker.subscribe()
     """
 
     def __init__(self, last_event_id: str, reason: str | None = None) -> None:

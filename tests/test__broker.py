@@ -1,11 +1,22 @@
-"""EventBroker: exact replay after Last-Event-ID, no duplicates, bounded history and subscribers."""
+"""EventBroker's behaviour, one suite run against every backend: ``memory://`` and a real Redis.
+
+Each test takes ``make_broker``, which builds a broker on the backend of the run (a Redis
+started by these tests on a free loopback port, each test on keys of its own), and asserts
+what a user of the public API sees: ids, exact replay, live delivery, the drop rule, errors.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import AsyncIterator
+import asyncio
+import json
+import os
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -13,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from streaming_responses import (
+    BrokerClosed,
     EventBroker,
     EventsLost,
     EventSourceResponse,
@@ -21,201 +33,297 @@ from streaming_responses import (
     last_event_id,
 )
 from streaming_responses.testing import StreamingTestClient
+from tests.redis_server import RedisServer, redis_server
 from tests.sse_parser import EventStreamParser
+
+__all__ = ("redis_server",)
+
+MakeBroker = Callable[..., EventBroker]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_broker(request: pytest.FixtureRequest) -> Iterator[MakeBroker]:
+    """Builds brokers on the backend of this run; Redis keys are this test's own."""
+    made: list[EventBroker] = []
+    if request.param == "memory":
+
+        def make(**settings: Any) -> EventBroker:
+            broker = EventBroker.from_url("memory://", **settings)
+            made.append(broker)
+            return broker
+
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        prefix = f"test-{uuid.uuid4().hex[:8]}:"
+
+        def make(**settings: Any) -> EventBroker:
+            settings.setdefault("key_prefix", prefix)
+            broker = EventBroker.from_url(server.url, **settings)
+            made.append(broker)
+            return broker
+
+    yield make
+    for broker in made:
+        broker.close()
 
 
 async def take(events: AsyncIterator[ServerSentEvent], count: int) -> list[ServerSentEvent]:
-    with anyio.fail_after(5):
+    with anyio.fail_after(10):
         return [await anext(events) for _ in range(count)]
 
 
-def test_ids_are_assigned_in_order_and_own_ids_are_kept() -> None:
-    broker = EventBroker(first_id=100)
-    assert broker.publish("a").id == "100"
-    assert broker.publish(ServerSentEvent("b", event="x")).id == "101"
-    assert broker.publish(ServerSentEvent("c", id="mine")).id == "mine"
-    assert broker.publish({"d": 1}).id == "102"
-    assert broker.publish({"d": 1}).data == {"d": 1}
+def position_of(event_id: str | None) -> tuple[int, ...]:
+    """The position in a one-topic id ``topic@epoch.position``: ``(ms, seq)`` of a Redis stream
+    id, ``(seq,)`` in process."""
+    position = (event_id or "").split("@", 1)[1].split(".", 1)[1]
+    if "-" not in position:
+        return (int(position),)
+    ms, seq = position.split("-")
+    return (int(ms), int(seq))
 
 
-def test_the_default_first_id_follows_the_clock_so_a_restart_never_reuses_ids() -> None:
-    first = int(EventBroker().publish("a").id or "0")
-    later = int(EventBroker().publish("a").id or "0")
-    assert later > first > 1_600_000_000_000_000
+def texts(events: list[ServerSentEvent]) -> list[str]:
+    return [str(event.data) for event in events]
 
 
-@pytest.mark.anyio
-async def test_a_subscriber_gets_exactly_the_events_after_its_last_event_id_then_live_ones() -> None:
-    broker = EventBroker(first_id=1)
-    for n in range(1, 6):
-        broker.publish(str(n))
-    async with broker.subscribe("2") as events:
-        assert [e.data for e in await take(events, 3)] == ["3", "4", "5"]
-        broker.publish("6")
-        assert [e.id for e in await take(events, 1)] == ["6"]
-    assert broker.subscribers == 0
+pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.anyio
-async def test_without_an_id_only_live_events_arrive() -> None:
-    broker = EventBroker(first_id=1)
-    broker.publish("old")
-    async with broker.subscribe() as events:
-        broker.publish("new")
-        assert [e.data for e in await take(events, 1)] == ["new"]
-        assert events.pending == 0
+async def test_publish_returns_the_event_with_an_id_that_names_its_topic_and_increases(
+    make_broker: MakeBroker,
+) -> None:
+    async with make_broker() as broker:
+        sent = [await broker.publish(str(n)) for n in range(5)]
+        other = await broker.publish(ServerSentEvent("x", event="note"), topic="other")
+    assert [event.data for event in sent] == ["0", "1", "2", "3", "4"]
+    assert all(event.id and event.id.startswith("events@") for event in sent)
+    assert (other.id or "").startswith("other@")
+    assert other.event == "note"
+    assert len({event.id for event in sent}) == 5
+    positions = [position_of(event.id) for event in sent]
+    assert positions == sorted(set(positions))  # strictly increasing
 
 
-def test_an_id_older_than_the_history_raises_events_lost() -> None:
-    broker = EventBroker(history=3, first_id=1)
-    for n in range(1, 8):
-        broker.publish(str(n))
-    assert broker.kept == 3
-    with pytest.raises(EventsLost, match="'4'") as info:
-        broker.subscribe("4")
-    assert info.value.last_event_id == "4"
-    with pytest.raises(EventsLost):
-        broker.subscribe("never-published")
-    assert broker.subscribe("5").pending == 2  # 6 and 7: the oldest kept id still resumes
+async def test_a_subscriber_gets_exactly_the_events_after_its_last_event_id_then_live_ones(
+    make_broker: MakeBroker,
+) -> None:
+    async with make_broker() as broker:
+        sent = [await broker.publish(str(n)) for n in range(1, 6)]
+        async with broker.subscribe(sent[1].id) as events:
+            assert texts(await take(events, 3)) == ["3", "4", "5"]
+            live = await broker.publish("6")
+            received = await take(events, 1)
+            assert received == [live]
+        assert broker.subscribers == 0
 
 
-def test_a_repeated_own_id_resumes_after_its_newest_use() -> None:
-    broker = EventBroker(history=10, first_id=1)
-    broker.publish(ServerSentEvent("a", id="same"))
-    broker.publish("b")
-    broker.publish(ServerSentEvent("c", id="same"))
-    broker.publish("d")
-    assert broker.subscribe("same").pending == 1
+async def test_without_an_id_only_events_published_after_joining_arrive(make_broker: MakeBroker) -> None:
+    async with make_broker() as broker:
+        await broker.publish("old")
+        async with broker.subscribe() as events:
+            await broker.publish("new")
+            assert texts(await take(events, 1)) == ["new"]
+            assert events.pending == 0
 
 
-def test_a_history_of_zero_keeps_nothing_to_replay() -> None:
-    broker = EventBroker(history=0, first_id=1)
-    broker.publish("a")
-    assert broker.kept == 0
-    with pytest.raises(EventsLost):
-        broker.subscribe("1")
+async def test_every_subscriber_receives_every_event_once_in_the_published_order(
+    make_broker: MakeBroker,
+) -> None:
+    async with make_broker() as broker:
+        subscriptions = [broker.subscribe() for _ in range(20)]
+        for subscription in subscriptions:
+            await subscription.__aenter__()
+        sent = [(await broker.publish({"n": n})).id for n in range(50)]
+        for subscription in subscriptions:
+            assert [event.id for event in await take(subscription, 50)] == sent
+            assert subscription.pending == 0
+            subscription.close()
 
 
-@pytest.mark.anyio
-async def test_concurrent_publishing_while_subscribing_gives_no_gap_and_no_duplicate() -> None:
-    broker = EventBroker(history=10_000, subscriber_buffer=10_000, first_id=1)
-    broker.publish("0")
-    stop = threading.Event()
-
-    def publisher() -> None:
-        for _ in range(4_000):  # bounded, so the history keeps everything
-            if stop.is_set():
-                return
-            broker.publish("x")
-
-    threads = [threading.Thread(target=publisher) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    subscriptions = []
-    try:
-        for _ in range(20):
-            subscriptions.append(broker.subscribe("1"))
-            await anyio.sleep(0.001)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    last = broker.publish("end").id
-    for subscription in subscriptions:
-        ids: list[int] = []
-        async for event in subscription:
-            ids.append(int(event.id or "0"))
-            if event.id == last:
-                break
-        assert ids == list(range(2, int(last or "0") + 1))
-        subscription.close()
-
-
-@pytest.mark.anyio
-async def test_publishing_from_another_thread_wakes_a_waiting_subscriber() -> None:
-    broker = EventBroker(first_id=1)
-    async with broker.subscribe() as events:
-
-        def later() -> None:
-            broker.publish("from a thread")
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(anyio.to_thread.run_sync, later)
-            assert [e.data for e in await take(events, 1)] == ["from a thread"]
-
-
-@pytest.mark.anyio
-async def test_a_subscriber_that_falls_behind_is_dropped_loudly() -> None:
-    broker = EventBroker(subscriber_buffer=3, first_id=1)
-    slow = broker.subscribe()
-    async with broker.subscribe() as fast:
-        for n in range(3):
-            broker.publish(str(n))
-            await take(fast, 1)
-        assert not slow.dropped
-        broker.publish("one too many")
-        assert [e.data for e in await take(fast, 1)] == ["one too many"]
-    assert slow.dropped
-    assert broker.subscribers == 0
-    with pytest.raises(SubscriberTooSlow, match="subscriber_buffer=3"):
-        await anext(slow)
-
-
-@pytest.mark.anyio
-async def test_a_waiting_subscriber_that_is_dropped_wakes_up_with_the_error() -> None:
-    broker = EventBroker(subscriber_buffer=1, first_id=1)
-    subscription = broker.subscribe()
-    broker.publish("a")
-    broker.publish("b")  # the buffer of one was full
-    with pytest.raises(SubscriberTooSlow):
-        await take(subscription, 1)
-
-
-@pytest.mark.anyio
-async def test_closing_the_broker_ends_every_subscription() -> None:
-    broker = EventBroker(first_id=1)
-    received: list[str] = []
-
-    async def consume() -> None:
-        async for event in broker.subscribe():
-            received.append(str(event.data))
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(consume)
-        await anyio.sleep(0.01)
-        broker.publish("a")
-        await anyio.sleep(0.01)
-        broker.close()
-    assert received == ["a"]
-    with pytest.raises(RuntimeError, match="closed"):
-        broker.publish("b")
-    with pytest.raises(RuntimeError, match="closed"):
-        broker.subscribe()
+async def test_an_id_the_history_no_longer_holds_raises_events_lost_and_the_oldest_kept_resumes(
+    make_broker: MakeBroker,
+) -> None:
+    async with make_broker(history=3) as broker:
+        # Redis trims whole nodes of 100 entries (MAXLEN ~): publish well past that.
+        sent = [await broker.publish(str(n)) for n in range(400)]
+        with pytest.raises(EventsLost) as info:
+            async with broker.subscribe(sent[0].id):
+                pass
+        assert info.value.last_event_id == sent[0].id
+        async with broker.subscribe(sent[-3].id) as events:
+            assert texts(await take(events, 2)) == ["398", "399"]
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error"),
+    "bad_id",
     [
-        ({"history": -1}, ValueError),
-        ({"history": 1.5}, TypeError),
-        ({"subscriber_buffer": 0}, ValueError),
-        ({"subscriber_buffer": True}, TypeError),
-        ({"first_id": -1}, ValueError),
+        "garbage",
+        "events@",
+        "@1-0",
+        "events@1-0,events@2-0",
+        "other@1-0",
+        "events@not-a-position",
+        "events@999999999999999-0",
+        "events@1-0\x7f",
+        "x" * 9000,
     ],
 )
-def test_bad_settings_are_refused(kwargs: dict[str, object], error: type[Exception]) -> None:
-    with pytest.raises(error):
-        EventBroker(**kwargs)  # type: ignore[arg-type]
+async def test_a_malformed_or_foreign_last_event_id_raises_events_lost_never_a_replay(
+    make_broker: MakeBroker, bad_id: str
+) -> None:
+    async with make_broker() as broker:
+        await broker.publish("a")
+        with pytest.raises(EventsLost):
+            async with broker.subscribe(bad_id):
+                pass
+        assert broker.subscribers == 0
 
 
-def test_bytes_cannot_be_published() -> None:
-    with pytest.raises(TypeError, match="pre-encoded bytes"):
-        EventBroker().publish(b"data: x\n\n")
+async def test_an_id_of_another_broker_or_topic_raises_events_lost(make_broker: MakeBroker) -> None:
+    async with make_broker() as broker, make_broker(key_prefix=f"other-{uuid.uuid4().hex[:6]}:") as other:
+        await broker.publish("mine")
+        foreign = await other.publish("theirs")
+        await broker.publish("mine again")
+        with pytest.raises(EventsLost):
+            async with broker.subscribe(foreign.id):
+                pass
+        on_other_topic = await broker.publish("elsewhere", topic="elsewhere")
+        with pytest.raises(EventsLost, match="not of this subscription"):
+            async with broker.subscribe(on_other_topic.id):
+                pass
 
 
-@pytest.mark.anyio
-async def test_a_reconnecting_event_stream_resumes_from_the_broker_without_duplicates() -> None:
-    broker = EventBroker(first_id=1)
+async def test_events_lost_is_raised_on_the_first_iteration_without_async_with(
+    make_broker: MakeBroker,
+) -> None:
+    async with make_broker() as broker:
+        subscription = broker.subscribe("events@1-0")
+        with pytest.raises(EventsLost):
+            await anext(subscription)
+
+
+async def test_an_event_with_its_own_id_or_bytes_is_refused(make_broker: MakeBroker) -> None:
+    async with make_broker() as broker:
+        with pytest.raises(ValueError, match="gives every event its id"):
+            await broker.publish(ServerSentEvent("a", id="mine"))
+        with pytest.raises(TypeError, match="pre-encoded bytes"):
+            await broker.publish(b"data: x\n\n")
+        with pytest.raises(ValueError, match="topic"):
+            await broker.publish("a", topic="no spaces")
+
+
+async def test_several_topics_in_one_subscription_resume_exactly_for_each_topic(
+    make_broker: MakeBroker,
+) -> None:
+    async with make_broker() as broker:
+        async with broker.subscribe(topics=["news", "chat"]) as events:
+            await broker.publish("n1", topic="news")
+            await broker.publish("c1", topic="chat")
+            await broker.publish("ignored", topic="weather")
+            first = await take(events, 2)
+        assert sorted(texts(first)) == ["c1", "n1"]
+        resume_from = first[-1].id
+        assert resume_from is not None
+        assert {part.split("@")[0] for part in resume_from.split(",")} == {"news", "chat"}
+        # Published while the client is away, on both topics and on one it does not follow.
+        await broker.publish("n2", topic="news")
+        await broker.publish("w2", topic="weather")
+        await broker.publish("c2", topic="chat")
+        async with broker.subscribe(resume_from, topics=["chat", "news"]) as events:
+            missed = await take(events, 2)
+            assert sorted(texts(missed)) == ["c2", "n2"]
+            await broker.publish("c3", topic="chat")
+            assert texts(await take(events, 1)) == ["c3"]
+            assert events.pending == 0
+        with pytest.raises(EventsLost, match="not of this subscription"):
+            async with broker.subscribe(resume_from, topics=["news"]):
+                pass
+
+
+async def test_publishing_while_subscribers_join_gives_no_gap_and_no_duplicate(
+    make_broker: MakeBroker,
+) -> None:
+    async with make_broker(history=10_000, subscriber_buffer=10_000) as broker:
+        first = await broker.publish("0")
+        subscriptions = []
+
+        async def publish_many() -> None:
+            for n in range(1, 301):
+                await broker.publish(str(n))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(publish_many)
+            for _ in range(10):
+                subscription = broker.subscribe(first.id)
+                await subscription.__aenter__()
+                subscriptions.append(subscription)
+                await anyio.lowlevel.checkpoint()
+        last = await broker.publish("end")
+        for subscription in subscriptions:
+            received: list[str] = []
+            async for event in subscription:
+                received.append(str(event.data))
+                if event.id == last.id:
+                    break
+            assert received == [str(n) for n in range(1, 301)] + ["end"]
+            subscription.close()
+
+
+async def test_a_subscriber_that_falls_behind_is_dropped_loudly_and_resumes_from_the_history(
+    make_broker: MakeBroker,
+) -> None:
+    async with make_broker(subscriber_buffer=3) as broker:
+        slow = broker.subscribe()
+        await slow.__aenter__()
+        async with broker.subscribe() as fast:
+            sent = []
+            for n in range(3):
+                sent.append(await broker.publish(str(n)))
+                await take(fast, 1)
+            first = await anext(slow)
+            assert first.data == "0"
+            assert not slow.dropped
+            for n in range(3, 7):
+                sent.append(await broker.publish(str(n)))
+                assert texts(await take(fast, 1)) == [str(n)]
+        assert slow.dropped
+        with pytest.raises(SubscriberTooSlow, match="subscriber_buffer=3"):
+            await anext(slow)
+        assert broker.subscribers == 0
+        async with broker.subscribe(first.id) as resumed:
+            assert texts(await take(resumed, 6)) == ["1", "2", "3", "4", "5", "6"]
+
+
+async def test_closing_the_broker_ends_every_subscription_and_refuses_further_use(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker()
+    received: list[str] = []
+    joined = anyio.Event()
+
+    async def consume() -> None:
+        async with broker.subscribe() as events:
+            joined.set()
+            async for event in events:
+                received.append(str(event.data))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(consume)
+            await joined.wait()
+            await broker.publish("a")
+            while not received:
+                await anyio.sleep(0.001)
+            await broker.aclose()
+    assert received == ["a"]
+    with pytest.raises(BrokerClosed, match="closed"):
+        await broker.publish("b")
+    with pytest.raises(BrokerClosed, match="closed"):
+        broker.subscribe()
+
+
+async def test_a_reconnecting_event_stream_resumes_without_duplicates(make_broker: MakeBroker) -> None:
+    broker = make_broker()
 
     async def endpoint(request: Request) -> Response:
         async def events() -> AsyncIterator[ServerSentEvent]:
@@ -228,26 +336,98 @@ async def test_a_reconnecting_event_stream_resumes_from_the_broker_without_dupli
     client = StreamingTestClient(Starlette(routes=[Route("/events", endpoint)]))
     seen: list[str] = []
     parser = EventStreamParser()
-    async with client.stream("GET", "/events") as response:
-        chunks = response.iter_bytes()
-        await anext(chunks)  # the opening comment: the subscription exists from now on
-        while broker.subscribers == 0:
+    with anyio.fail_after(20):
+        async with client.stream("GET", "/events") as response:
+            chunks = response.iter_bytes()
+            await anext(chunks)  # the opening comment
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            await broker.publish("1")
+            await broker.publish("2")
+            while len(parser.events) < 2:
+                parser.feed(await anext(chunks))
+            seen.extend(event.data for event in parser.events)
+        while broker.subscribers:
             await anyio.sleep(0.001)
-        broker.publish("1")
-        broker.publish("2")
-        while len(parser.events) < 2:
-            parser.feed(await anext(chunks))
-        seen.extend(event.data for event in parser.events)
-    broker.publish("3")  # published while the client is away
-    resume_from = parser.last_event_id
-    parser = EventStreamParser()
-    async with client.stream("GET", "/events", headers={"last-event-id": resume_from}) as response:
-        chunks = response.iter_bytes()
-        while not parser.events:
-            parser.feed(await anext(chunks))
-        broker.publish("4")
-        while len(parser.events) < 2:
-            parser.feed(await anext(chunks))
-        seen.extend(event.data for event in parser.events)
+        await broker.publish("3")  # published while the client is away
+        resume_from = parser.last_event_id
+        parser = EventStreamParser()
+        async with client.stream("GET", "/events", headers={"last-event-id": resume_from}) as response:
+            chunks = response.iter_bytes()
+            while not parser.events:
+                parser.feed(await anext(chunks))
+            await broker.publish("4")
+            while len(parser.events) < 2:
+                parser.feed(await anext(chunks))
+            seen.extend(event.data for event in parser.events)
     assert seen == ["1", "2", "3", "4"]
-    assert repr(broker).startswith("<EventBroker history=4/1000 subscribers=")
+    await broker.aclose()
+
+
+def _in_a_forked_child(broker: EventBroker, resume_from: str) -> dict[str, Any]:
+    """Fork; in the child publish, subscribe and resume on ``broker``; return what it saw."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about forking a process that has threads: the child here only
+        # runs asyncio.run() and exits, which is what a gunicorn worker does too.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, which coverage does not follow
+        code = 0
+        try:
+
+            async def child() -> dict[str, Any]:
+                sent = await broker.publish("from the child")
+                async with broker.subscribe(None) as events:
+                    await broker.publish("live in the child")
+                    live = texts(await take(events, 1))
+                try:
+                    async with broker.subscribe(resume_from) as events:
+                        resumed: list[str] | None = texts(await take(events, 1))
+                except EventsLost:
+                    resumed = None
+                await broker.aclose()
+                return {"id": sent.id, "live": live, "resumed": resumed}
+
+            result = asyncio.run(child())
+        except BaseException as exc:
+            result = {"error": repr(exc)}
+            code = 1
+        os.write(write_end, json.dumps(result).encode())
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        output = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    result: dict[str, Any] = json.loads(output or b"{}")
+    result["status"] = status
+    return result
+
+
+def test_a_broker_created_before_a_fork_works_in_each_child_with_ids_of_its_own(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker()
+    if broker.url == "memory://":
+        parent_id = broker.publish_nowait("from the parent").id or ""
+    else:
+        # Another process (here: another broker on the same keys) published on Redis.
+        other = make_broker()
+        parent_id = asyncio.run(_publish_and_close(other, "from the parent"))
+    first = _in_a_forked_child(broker, parent_id)
+    second = _in_a_forked_child(broker, parent_id)
+    assert (first["status"], second["status"]) == (0, 0), (first, second)
+    assert first["live"] == second["live"] == ["live in the child"]
+    # Two workers forked from one broker never hand out the same id.
+    assert first["id"] != second["id"]
+    if broker.url == "memory://":
+        # Each process has its own history: the parent's id is foreign in a child.
+        assert (first["resumed"], second["resumed"]) == (None, None)
+    else:
+        # Redis is shared: a child resumes after the parent's event exactly.
+        assert first["resumed"] == ["from the child"]
+
+
+async def _publish_and_close(broker: EventBroker, text: str) -> str:
+    async with broker:
+        return (await broker.publish(text)).id or ""

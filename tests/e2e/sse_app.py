@@ -175,7 +175,7 @@ async def broker_publish(request: Request) -> Response:
     except Exception as exc:
         return JSONResponse({"error": repr(exc)}, status_code=500)
     try:
-        event = BROKER.publish(ServerSentEvent(body))
+        event = await BROKER.publish(ServerSentEvent(body))
     except Exception as exc:  # shown to the test, which fails with the reason
         return JSONResponse({"error": repr(exc)}, status_code=500)
     return JSONResponse({"id": event.id})
