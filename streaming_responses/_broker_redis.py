@@ -179,7 +179,9 @@ class _Runtime:
         redis = backend.redis
         self.loop = loop
         retry = redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0)
-        common: dict[str, Any] = {"socket_connect_timeout": backend.timeout, "retry": retry}
+        # RESP2: replies have one shape on every redis-py version, and a pooled connection that
+        # Redis closed (a restart) is noticed and replaced before a command is sent on it.
+        common: dict[str, Any] = {"socket_connect_timeout": backend.timeout, "retry": retry, "protocol": 2}
         self.pool = redis.asyncio.BlockingConnectionPool.from_url(
             backend.url,
             max_connections=backend.max_connections,

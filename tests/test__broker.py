@@ -395,6 +395,10 @@ def _in_a_forked_child(broker: EventBroker, resume_from: str) -> dict[str, Any]:
             code = 1
         os.write(write_end, json.dumps(result).encode())
         os._exit(code)
+    return _child_result(pid, read_end, write_end)
+
+
+def _child_result(pid: int, read_end: int, write_end: int) -> dict[str, Any]:
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
         output = pipe.read()
