@@ -197,6 +197,7 @@ class _Runtime:
         self.reader = redis.asyncio.Redis(connection_pool=self.reader_pool, retry=retry)
         self.append = self.client.register_script(_APPEND)
         self.task: asyncio.Task[None] | None = None
+        self.lookups: dict[tuple[str, ...], asyncio.Task[list[Position]]] = {}
         self.client_id: int | None = None
         self.blocked = False
 
@@ -315,7 +316,14 @@ class RedisBackend:
         runtime, fanout = self._live()
         new = [topic for topic in topics if fanout.position(topic) is None]
         if new:
-            heads = await self._heads(runtime, new)
+            # Subscribers that join at once (a thousand browsers after a deploy) share one
+            # lookup per topic instead of each taking a connection for it.
+            key = tuple(new)
+            lookup = runtime.lookups.get(key)
+            if lookup is None:
+                lookup = runtime.lookups[key] = runtime.loop.create_task(self._heads(runtime, new))
+                lookup.add_done_callback(lambda _: runtime.lookups.pop(key, None))
+            heads = await asyncio.shield(lookup)
             for topic, head in zip(new, heads, strict=True):
                 fanout.start_at(topic, head)
         task = runtime.task
