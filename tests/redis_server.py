@@ -157,6 +157,13 @@ class RedisServer:
     def command(self, *args: str) -> bytes:
         return command(self.port, *args)
 
+    def get(self, key: str) -> bytes | None:
+        """GET ``key``: its value, or ``None`` when there is none."""
+        reply = self.command("GET", key)
+        if reply.startswith(b"$-1"):
+            return None
+        return reply.split(b"\r\n", 1)[1][: int(reply[1 : reply.index(b"\r\n")])]
+
     def clients(self) -> list[dict[str, str]]:
         """CLIENT LIST, one dict per connection (this query's own connection left out)."""
         reply = self.command("CLIENT", "LIST").decode()
