@@ -28,6 +28,7 @@ SUITES: tuple[str, ...] = (
     "suite_files",
     "suite_templates",
     "suite_compression",
+    "suite_broker",
 )
 
 
