@@ -190,6 +190,11 @@ def _start_receivers(args: argparse.Namespace, scratch: str) -> list[tuple[subpr
     return receivers
 
 
+def _all_ready(receivers: Sequence[tuple[subprocess.Popen[bytes], str]]) -> bool:
+    """Whether every receiver has left its ready marker (each subscriber got a warm-up event)."""
+    return all(os.path.exists(output + ".ready") for _, output in receivers)
+
+
 async def _publish(
     args: argparse.Namespace, receivers: Sequence[tuple[subprocess.Popen[bytes], str]]
 ) -> dict[str, Any]:
@@ -199,7 +204,7 @@ async def _publish(
         await publisher.open()
         warmups = 0
         deadline = time.monotonic() + 120
-        while not all(os.path.exists(output + ".ready") for _, output in receivers):
+        while not _all_ready(receivers):
             if time.monotonic() > deadline:
                 raise RuntimeError("not every subscriber got a warm-up event within 120 s")
             failed = [process.returncode for process, _ in receivers if process.poll() is not None]
