@@ -285,7 +285,7 @@ class EventBroker:
             raise TypeError(f"last_event_id must be a str or None, not {type(last_event_id).__name__}")
         chosen = (self.topic,) if topics is None else check_topics(topics)
         fanout, backend = self._live("subscribe")
-        return Subscription(self, fanout, backend, chosen, last_event_id)
+        return Subscription(fanout, backend, chosen, last_event_id)
 
     # -- closing ----------------------------------------------------------------------------
 

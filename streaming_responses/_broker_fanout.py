@@ -24,15 +24,11 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from ._broker_backend import BrokerBackend, Entry, Position
 from ._broker_ids import format_id, parse_id
 from ._events import ServerSentEvent
 from ._exceptions import BrokerClosed, BrokerError, EventsLost, SubscriberTooSlow
-
-if TYPE_CHECKING:
-    from ._broker import EventBroker
 
 
 class _Topic:
@@ -177,7 +173,6 @@ class Subscription:
     __slots__ = (
         "_after",
         "_backend",
-        "_broker",
         "_buffer",
         "_closed",
         "_dropped",
@@ -196,13 +191,11 @@ class Subscription:
 
     def __init__(
         self,
-        broker: EventBroker,
         fanout: Fanout,
         backend: BrokerBackend,
         topics: tuple[str, ...],
         last_event_id: str | None,
     ) -> None:
-        self._broker = broker
         self._fanout = fanout
         self._backend = backend
         #: The topics this subscription follows, in the order its ids name them.

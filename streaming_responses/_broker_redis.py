@@ -374,14 +374,24 @@ class RedisBackend:
     # -- the reader ---------------------------------------------------------------------------
 
     async def _read(self, runtime: _Runtime, fanout: Fanout) -> None:
-        """Follow every topic with subscribers until none is left (see the module docstring)."""
+        """Follow every topic with subscribers until none is left; never die silently."""
+        try:
+            await self._follow_topics(runtime, fanout)
+        except Exception as exc:  # a bug, or a reply redis-py could not parse
+            logger.exception("the Redis reader of %s failed", self.where)
+            fanout.fail(None, BrokerError(f"the Redis reader of {self.where} failed: {exc!r}"))
+        finally:
+            if runtime.task is asyncio.current_task():
+                runtime.task = None
+
+    async def _follow_topics(self, runtime: _Runtime, fanout: Fanout) -> None:
+        """The reader's loop (see the module docstring)."""
         backoff = BACKOFF_MIN
         down_since: float | None = None
         errors = self.redis.exceptions
         while True:
             followed = fanout.followed()
             if not followed:
-                runtime.task = None
                 return
             names = list(followed)
             try:

@@ -238,3 +238,20 @@ async def test_a_broker_error_from_redis_names_what_it_refused(redis_server: Red
     async with EventBroker.from_url(redis_server.url, key_prefix=key_prefix) as broker:
         with pytest.raises(BrokerError, match="refused to publish to topic 'events'"):
             await broker.publish("a")
+
+
+async def test_a_reader_that_fails_ends_its_subscriptions_instead_of_leaving_them_hanging(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from streaming_responses._broker_redis import RedisBackend
+
+    def broken(*args: object) -> None:
+        raise ValueError("an unreadable reply")
+
+    monkeypatch.setattr(RedisBackend, "_dispatch", broken)
+    broker = EventBroker.from_url(redis_server.url, key_prefix=prefix())
+    async with broker, broker.subscribe() as events:
+        await broker.publish("a")
+        with pytest.raises(BrokerError, match=r"reader .* failed: ValueError"):
+            await take(events, 1)
+    assert "the Redis reader" in caplog.text
