@@ -228,7 +228,7 @@ async def _publish(
         if pending:
             await asyncio.gather(*pending)
         published_in = time.monotonic() - start
-        await asyncio.sleep(GRACE if not args.smoke else 1.0)
+        await asyncio.sleep(GRACE if not args.smoke else 0.5)
     finally:
         publisher.close()
     return {"published_in": published_in, "publisher_behind_s": behind}
