@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -39,6 +41,7 @@ from tests.sse_parser import EventStreamParser
 __all__ = ("redis_server",)
 
 MakeBroker = Callable[..., EventBroker]
+SCALING_PAGE = (Path(__file__).resolve().parents[1] / "docs" / "scaling.md").read_text()
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -435,3 +438,45 @@ def test_a_broker_created_before_a_fork_works_in_each_child_with_ids_of_its_own(
 async def _publish_and_close(broker: EventBroker, text: str) -> str:
     async with broker:
         return (await broker.publish(text)).id or ""
+
+
+async def test_the_scaling_out_example_runs_as_shown_on_every_backend(
+    make_broker: MakeBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    match = re.search(r'^```python title="app.py"\n(.*?)^```', SCALING_PAGE, re.MULTILINE | re.DOTALL)
+    assert match is not None
+    url = make_broker().url
+    if url.startswith("redis"):
+        monkeypatch.setattr(EventBroker, "from_url", _with_prefix(EventBroker.from_url))
+    monkeypatch.setenv("BROKER_URL", url)
+    namespace: dict[str, Any] = {"__name__": "scaling_example"}
+    exec(compile(match.group(1), "scaling_example", "exec"), namespace)
+    app, broker = namespace["app"], namespace["broker"]
+    client = StreamingTestClient(app)
+    with anyio.fail_after(20):
+        async with client.stream(
+            "GET", "/messages/stream", headers={"last-event-id": "nonsense"}
+        ) as response:
+            parser = EventStreamParser()
+            chunks = response.iter_bytes()
+            while not parser.events:
+                parser.feed(await anext(chunks))
+            assert parser.events[0].type == "reset"
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            sent = (await client.post("/messages", json={"text": "hi"})).json()
+            while len(parser.events) < 2:
+                parser.feed(await anext(chunks))
+    assert parser.events[1].data == '{"text":"hi"}'
+    assert parser.events[1].last_event_id == sent["id"]
+    await broker.aclose()
+
+
+def _with_prefix(from_url: Callable[..., EventBroker]) -> Callable[..., EventBroker]:
+    """``from_url`` on keys of this test's own (the example uses the default prefix)."""
+    prefix = f"example-{uuid.uuid4().hex[:8]}:"
+
+    def make(url: str, **settings: Any) -> EventBroker:
+        return from_url(url, key_prefix=prefix, **settings)
+
+    return make
