@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -236,6 +237,7 @@ async def _publish(
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     scratch = tempfile.mkdtemp(prefix="bench-fanout-")
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     receivers = _start_receivers(args, scratch)
     try:
         published = asyncio.run(_publish(args, receivers))
@@ -253,6 +255,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 process.kill()
                 process.wait()
         shutil.rmtree(scratch, ignore_errors=True)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (children.ru_utime + children.ru_stime) - (
+        children_before.ru_utime + children_before.ru_stime
+    )
     latencies: array.array[float] = array.array("d")
     for result in results:
         latencies.frombytes(base64.b64decode(result["latencies"]))
@@ -264,6 +270,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "expected": total * args.events,
         "delivered": len(latencies),
         "duplicates": sum(result["duplicates"] for result in results),
+        "receivers_cpu_s": client_cpu,
         **published,
         "latencies_ms": latencies.tolist(),
     }
