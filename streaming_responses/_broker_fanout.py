@@ -50,6 +50,7 @@ class Fanout:
         self.subscriber_buffer = subscriber_buffer
         self.lock = threading.Lock()
         self._topics: dict[str, _Topic] = {}
+        self._closed = False
 
     @property
     def subscribers(self) -> int:
@@ -90,6 +91,8 @@ class Fanout:
     def add(self, subscription: Subscription) -> None:
         """Register ``subscription`` on its topics, starting where each topic's deliveries are."""
         with self.lock:
+            if self._closed:
+                raise BrokerClosed("subscribe")
             for name in subscription.topics:
                 state = self._topics.setdefault(name, _Topic())
                 state.subscribers[subscription] = None
@@ -147,6 +150,7 @@ class Fanout:
     def close_all(self) -> None:
         """End every subscription: their iteration stops after the events already taken."""
         with self.lock:
+            self._closed = True
             subscriptions = {sub for state in self._topics.values() for sub in state.subscribers}
             self._topics.clear()
             for sub in subscriptions:

@@ -325,6 +325,17 @@ async def test_closing_the_broker_ends_every_subscription_and_refuses_further_us
         broker.subscribe()
 
 
+async def test_a_subscription_made_before_the_broker_closed_cannot_join_after(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker()
+    subscription = broker.subscribe()
+    await broker.aclose()
+    with pytest.raises(BrokerClosed, match="subscribe"):
+        async with subscription:
+            pass
+
+
 async def test_a_reconnecting_event_stream_resumes_without_duplicates(make_broker: MakeBroker) -> None:
     broker = make_broker()
 
