@@ -41,6 +41,39 @@ async def ours(request: Request) -> Response:
     return EventSourceResponse(events())
 
 
+async def objects_ours(request: Request) -> Response:
+    """The user's form: an event object built per item, with the keyword ``data=``."""
+    n = int(request.query_params["n"])
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        for i in range(n):
+            yield ServerSentEvent(data="payload-" + str(i), id=str(i))
+
+    return EventSourceResponse(events())
+
+
+async def dicts_ours(request: Request) -> Response:
+    """sse-starlette's idiom moved to ours: a dict of fields per item, with ``dicts="fields"``."""
+    n = int(request.query_params["n"])
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        for i in range(n):
+            yield {"data": "payload-" + str(i), "id": str(i)}
+
+    return EventSourceResponse(events(), dicts="fields")
+
+
+async def dicts_sse_starlette(request: Request) -> Response:
+    """sse-starlette's idiom: a dict of fields per item."""
+    n = int(request.query_params["n"])
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        for i in range(n):
+            yield {"data": "payload-" + str(i), "id": str(i)}
+
+    return sse_starlette.EventSourceResponse(events())
+
+
 async def starlette_side(request: Request) -> Response:
     n = int(request.query_params["n"])
 
@@ -117,6 +150,9 @@ app = Starlette(
         Route("/info", info),
         Route("/sse/ours", ours),
         Route("/sse/sse-starlette", starlette_side),
+        Route("/sse/objects/ours", objects_ours),
+        Route("/sse/dicts/ours", dicts_ours),
+        Route("/sse/dicts/sse-starlette", dicts_sse_starlette),
         Route("/idle/{side}", idle),
         Mount("/fastapi", api),
     ]

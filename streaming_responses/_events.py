@@ -10,7 +10,7 @@ imports neither Starlette nor the core, so a process that only publishes needs n
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._json import json_text
@@ -118,23 +118,31 @@ class ServerSentEvent:
         comment: str | None = None,
     ) -> None:
         self._data = data
-        if type(data) is str and event is None and retry is None and comment is None:
-            # The common cases, one line of text with or without an id: build the wire text,
-            # then check it has exactly its own line ends (no CR, LF or NUL came with a field).
+        self._id = id
+        # The common events, one line of text with or without an id, on a short path: it
+        # accepts only what `_build` accepts and writes the same bytes (a test compares them).
+        # A printable id holds no CR, LF, NUL or lone surrogate (all are non-printable), and
+        # one without spaces cannot start or end with one. Anything else goes to `_build`.
+        if (
+            type(data) is str
+            and event is None
+            and retry is None
+            and comment is None
+            and "\n" not in data
+            and "\r" not in data
+        ):
+            wire: str | None
             if id is None:
                 wire = f"data: {data}\n\n"
-                simple = wire.count("\n") == 2 and "\r" not in wire
-            elif type(id) is str:
+            elif type(id) is str and id.isprintable() and " " not in id:
                 wire = f"data: {data}\nid: {id}\n\n"
-                simple = wire.count("\n") == 3 and "\r" not in wire and "\0" not in id
             else:
-                simple = False
-            if simple:
-                self._id = id
+                wire = None
+            if wire is not None:
                 self._more = None
                 try:
                     self._wire = wire.encode()
-                except UnicodeEncodeError as exc:
+                except UnicodeEncodeError as exc:  # a lone surrogate in the data
                     raise _not_utf8(exc) from None
                 return
         self._build(data, event, id, retry, comment)
@@ -342,6 +350,42 @@ def encode_item(item: object) -> bytes:
     if isinstance(item, ServerSentEvent):  # pragma: no cover - the class is final in practice
         return item._wire
     return as_event(item)._wire
+
+
+#: The keys of an event given as a dict of its fields (sse-starlette's form of an item).
+FIELD_NAMES = ("data", "event", "id", "retry", "comment")
+
+
+def event_from_fields(fields: Mapping[str, Any]) -> ServerSentEvent:
+    """The event whose fields ``fields`` names: ``{"data": "hi", "id": "1"}`` is
+    ``ServerSentEvent("hi", id="1")``. Every field is checked as in :class:`ServerSentEvent`;
+    a key that is not one of :data:`FIELD_NAMES` raises ``TypeError`` naming it.
+
+    >>> event_from_fields({"data": "hi", "id": "1"}).encode()
+    b'data: hi\\nid: 1\\n\\n'
+    """
+    try:
+        return ServerSentEvent(**fields)
+    except TypeError:
+        unknown = [key for key in fields if key not in FIELD_NAMES]
+        if unknown:
+            raise TypeError(
+                f"an event given as a dict of fields takes only the keys {', '.join(FIELD_NAMES)}; "
+                f"this one also has {', '.join(map(repr, unknown))}"
+            ) from None
+        raise
+
+
+def encode_fields_item(item: object) -> bytes:
+    """:func:`encode_item`, except that a dict is an event's fields (:func:`event_from_fields`)
+    instead of JSON data.
+
+    >>> encode_fields_item({"data": "hi", "event": "greeting"})
+    b'event: greeting\\ndata: hi\\n\\n'
+    """
+    if isinstance(item, dict):
+        return event_from_fields(item)._wire
+    return encode_item(item)
 
 
 def encode_items(items: Iterable[object]) -> bytes:

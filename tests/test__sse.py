@@ -29,7 +29,14 @@ from streaming_responses import (
     end_all_streams,
     last_event_id,
 )
-from streaming_responses._events import as_event, encode_event, encode_item, encode_items
+from streaming_responses._events import (
+    as_event,
+    encode_event,
+    encode_fields_item,
+    encode_item,
+    encode_items,
+    event_from_fields,
+)
 from streaming_responses._sse import _EncodingIterator
 from streaming_responses.testing import StreamAborted, StreamingTestClient
 from tests.sse_parser import EventStreamParser, ParsedEvent, parse_stream
@@ -64,6 +71,37 @@ def test_many_events_split_anywhere_parse_back_in_order(texts: list[str], cut: i
     for start in range(0, len(wire), cut):
         parsed.extend(parser.feed(wire[start : start + cut]))
     assert [event.data for event in parsed] == [t.replace("\r\n", "\n").replace("\r", "\n") for t in texts]
+
+
+def _built_the_long_way(data: object, id: object) -> bytes | Exception:
+    """What the full check of every field (`_build`) makes of ``data`` and ``id``."""
+    event = object.__new__(ServerSentEvent)
+    try:
+        event._build(data, None, id, None, None)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        return exc
+    return event.encode()
+
+
+# Any text at all, with line ends, NUL, spaces, tabs and lone surrogates drawn often.
+any_text = st.text(st.sampled_from("\r\n\0 \t\ud800a") | st.characters(exclude_categories=()), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=any_text | st.none(), id=any_text | st.none() | st.sampled_from([" 1", "1 ", "a b", "\t1", ""]))
+def test_the_short_path_of_common_events_agrees_with_the_full_check(data: str | None, id: str | None) -> None:
+    # The constructor takes a short path for one line of text with an id; whatever it
+    # accepts, the full check must accept with the same bytes, and what it refuses, too.
+    expected = _built_the_long_way(data, id)
+    try:
+        wire: bytes | Exception = ServerSentEvent(data=data, id=id).encode()
+    except (TypeError, ValueError) as exc:
+        wire = exc
+    if isinstance(expected, Exception):
+        assert type(wire) is type(expected)
+        assert str(wire) == str(expected)
+    else:
+        assert wire == expected
 
 
 def test_the_wire_format_uses_name_colon_space_value_and_one_data_line_per_line() -> None:
@@ -421,6 +459,105 @@ async def test_a_fastapi_generator_endpoint_uses_it_as_response_class() -> None:
     assert "text/event-stream" in schema["paths"]["/events"]["get"]["responses"]["200"]["content"]
 
 
+# -- dicts: JSON data by default, an event's fields with dicts="fields" ---------------------------
+
+
+def test_a_dict_is_json_data_by_default_even_with_a_data_key() -> None:
+    assert encode_item({"data": "hi", "id": "1"}) == b'data: {"data":"hi","id":"1"}\n\n'
+
+
+def test_with_fields_a_dict_names_the_fields_of_the_event() -> None:
+    assert encode_fields_item({"data": "hi", "id": "1"}) == b"data: hi\nid: 1\n\n"
+    assert encode_fields_item({"data": {"n": 1}, "event": "e", "retry": 5}) == (
+        b'event: e\ndata: {"n":1}\nretry: 5\n\n'
+    )
+    assert encode_fields_item({"comment": "only"}) == b": only\n\n"
+    assert encode_fields_item("text") == b"data: text\n\n"  # other items as without fields
+    assert event_from_fields({"data": "x", "id": "2"}) == ServerSentEvent("x", id="2")
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"data": "x", "sep": "\n"}, TypeError, "only the keys data, event, id, retry, comment; .*'sep'"),
+        ({"payload": 1}, TypeError, "also has 'payload'"),
+        ({"data": "x", "id": "a\nb"}, ValueError, "id must not contain"),
+        ({"data": object()}, TypeError, "not JSON serializable"),
+        ({"retry": "5"}, TypeError, "retry must be an int"),
+    ],
+)
+def test_a_dict_of_fields_is_checked_like_the_event(
+    fields: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        encode_fields_item(fields)
+
+
+@pytest.mark.anyio
+async def test_dicts_fields_reads_dict_items_as_events_in_every_producer_style() -> None:
+    items = [{"data": "a", "id": "1"}, {"data": "b", "event": "x"}, ServerSentEvent("c")]
+
+    async def agen() -> AsyncIterator[Any]:
+        for item in items:
+            yield item
+
+    async def writer(send_event: Any) -> None:
+        for item in items:
+            await send_event(item)
+
+    contents = {
+        "async": agen,
+        "sync": lambda: iter(items),
+        "list": lambda: list(items),
+        "writer": lambda: writer,
+    }
+    for style, make in contents.items():
+
+        async def endpoint(request: Request, make: Any = make) -> Response:
+            return EventSourceResponse(make(), dicts="fields")
+
+        response = await StreamingTestClient(make_app(endpoint)).get("/events")
+        assert parse_stream(response.body) == [
+            ParsedEvent("message", "a", "1"),
+            ParsedEvent("x", "b", "1"),
+            ParsedEvent("message", "c", "1"),
+        ], style
+
+
+@pytest.mark.anyio
+async def test_a_dict_with_an_unknown_key_fails_the_stream_with_fields() -> None:
+    async def endpoint(request: Request) -> Response:
+        return EventSourceResponse([{"data": "x", "sep": "\r\n"}], dicts="fields")
+
+    with pytest.raises(TypeError, match="'sep'"):
+        await StreamingTestClient(make_app(endpoint)).get("/events")
+
+
+@pytest.mark.anyio
+async def test_a_subclass_sets_dicts_for_a_fastapi_generator_endpoint() -> None:
+    from fastapi import FastAPI
+
+    class FieldEvents(EventSourceResponse):
+        dicts = "fields"
+
+    app = FastAPI()
+
+    @app.get("/events", response_class=FieldEvents)
+    async def feed() -> AsyncIterator[dict[str, str]]:
+        for n in range(3):
+            yield {"data": f"n{n}", "id": str(n)}
+
+    response = await StreamingTestClient(app).get("/events")
+    assert parse_stream(response.body)[-1] == ParsedEvent("message", "n2", "2")
+    explicit: EventSourceResponse = FieldEvents([{"data": "x"}], dicts="data")
+    assert explicit.dicts == "data"
+
+
+def test_dicts_takes_data_or_fields_only() -> None:
+    with pytest.raises(ValueError, match="dicts must be 'data' or 'fields', not 'json'"):
+        EventSourceResponse([], dicts="json")  # type: ignore[arg-type]
+
+
 # -- less travelled paths -----------------------------------------------------------------------
 
 
@@ -606,5 +743,5 @@ async def test_head_closes_an_iterator_that_was_never_started() -> None:
 
     await StreamingTestClient(make_app(endpoint)).request("HEAD", "/events")
     assert Source.closed
-    never_started = _EncodingIterator(iter(["x"]))
+    never_started = _EncodingIterator(iter(["x"]), encode_item)
     never_started.close()  # a list iterator has no close(): nothing to do, no error
