@@ -87,6 +87,11 @@ async def slow_theirs(request: Request) -> Response:
     return theirs.TemplateResponse(request, TEMPLATE, {"title": f"{count} rows", "rows": collected})
 
 
+async def ping(request: Request) -> Response:
+    """The trivial request whose latency the concurrency row measures while pages render."""
+    return Response("ok", media_type="text/plain")
+
+
 async def static(request: Request) -> Response:
     return Response("", media_type="text/css")  # pragma: no cover - the page only links to it
 
@@ -107,6 +112,7 @@ async def info(request: Request) -> Response:
 app = Starlette(
     routes=[
         Route("/info", info),
+        Route("/ping", ping),
         Route("/rows/ours", rows_ours),
         Route("/rows/starlette", rows_theirs),
         Route("/slow/ours", slow_ours),

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import contextvars
+import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,13 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from streaming_responses import Framing, Outcome, StreamingTemplateResponse, StreamingTemplates, StreamOutcome
-from streaming_responses._templates import TemplateProducer, error_comment_chunk
+from streaming_responses._templates import (
+    TemplateProducer,
+    async_value,
+    error_comment_chunk,
+    sync_environment,
+    sync_template,
+)
 from streaming_responses.testing import StreamAborted, StreamingTestClient, TestResponse
 
 pytestmark = pytest.mark.anyio
@@ -634,3 +643,273 @@ async def test_a_fastapi_path_operation_returns_a_streamed_page() -> None:
     assert b"<li>x</li>" in rest
     schema = await StreamingTestClient(app).get("/openapi.json")
     assert schema.status_code == 200
+
+
+# -- the thread path: a sync render in a worker thread ---------------------------------------
+
+
+class Blocking:
+    """A sync generator of rows that blocks in its thread until the test opens it, and records
+    which thread ran it and whether its ``finally`` ran."""
+
+    def __init__(self, rows: list[str], *, endless: bool = False) -> None:
+        self.rows = rows
+        self.endless = endless
+        self.opened = threading.Event()
+        self.finished = threading.Event()
+        self.threads: set[int] = set()
+
+    def __call__(self) -> Iterator[str]:
+        self.threads.add(threading.get_ident())
+        try:
+            self.opened.wait(30)
+            yield from self.rows
+            while self.endless:
+                yield "more"
+        finally:
+            self.finished.set()
+
+
+async def test_a_context_without_async_values_renders_in_a_worker_thread() -> None:
+    rows = Blocking(["a", "b"])
+    rows.opened.set()
+    engine = templates()
+    made: list[StreamingTemplateResponse] = []
+
+    async def endpoint(request: Request) -> Response:
+        made.append(engine.stream(request, "page.html", {"title": "T", "rows": rows()}))
+        return made[-1]
+
+    response = await StreamingTestClient(app_with(endpoint)).get("/")
+    assert made[0].render_path == "thread"
+    assert response.text.count("<li>") == 2
+    assert threading.get_ident() not in rows.threads
+
+
+@pytest.mark.parametrize(
+    ("context", "path"),
+    [
+        ({"rows": [1, 2], "title": "x"}, "thread"),
+        ({"rows": iter([1])}, "thread"),
+        ({"rows": Gate(["a"])()}, "async"),
+        ({"user": _user("Ada")}, "async"),
+        ({"load": _user}, "async"),
+        ({"load": functools.partial(_user, "Ada")}, "async"),
+    ],
+)
+async def test_auto_takes_the_async_path_only_for_a_context_with_an_async_value(
+    context: dict[str, Any], path: str
+) -> None:
+    template = templates().get_template("page.html")
+    response = StreamingTemplateResponse(template, context)
+    assert response.render_path == path
+    await response.producer.close()  # closes what the context holds (no "never awaited" warning)
+
+
+class AsyncCallable:
+    async def __call__(self) -> str:
+        return "x"  # pragma: no cover
+
+
+def test_async_value_names_the_first_async_value_of_the_context() -> None:
+    async def agen() -> AsyncIterator[int]:
+        yield 1  # pragma: no cover
+
+    coroutine = _user("x")
+    table: list[tuple[dict[str, Any], str | None]] = [
+        ({}, None),
+        ({"a": 1, "b": [1], "c": iter([]), "d": len, "e": str, "f": AsyncCallable}, None),
+        ({"a": 1, "b": coroutine}, "b"),
+        ({"g": agen}, "g"),
+        ({"g": agen()}, "g"),
+        ({"c": AsyncCallable()}, "c"),
+        ({"m": AsyncCallable().__call__}, "m"),
+    ]
+    for context, key in table:
+        assert async_value(context) == key, context
+    coroutine.close()
+
+
+async def test_render_forces_either_path_and_refuses_what_a_path_cannot_render() -> None:
+    engine = templates()
+    template = engine.get_template("page.html")
+    assert StreamingTemplateResponse(template, {"rows": []}, render="async").render_path == "async"
+    assert StreamingTemplateResponse(template, {"rows": []}, render="thread").render_path == "thread"
+    gate = Gate(["a"])
+    with pytest.raises(TypeError, match="render='thread' cannot render the context value 'rows'"):
+        StreamingTemplateResponse(template, {"rows": gate()}, render="thread")
+    assert not gate.started
+    with pytest.raises(ValueError, match="render must be 'auto', 'thread' or 'async', not 'sync'"):
+        StreamingTemplateResponse(template, {}, render="sync")  # type: ignore[arg-type]
+    from_string = engine.env.from_string("{{ x }}")
+    with pytest.raises(ValueError, match="loaded by name"):
+        StreamingTemplateResponse(from_string, {"x": 1}, render="thread")
+    assert StreamingTemplateResponse(from_string, {"x": 1}).render_path == "async"
+
+
+async def test_both_paths_send_the_same_page() -> None:
+    engine = templates()
+    context = {"title": "<T>", "rows": [f"row {n} & more" for n in range(3_000)]}
+    bodies = []
+    for path in ("thread", "async"):
+
+        async def endpoint(request: Request, path: Any = path) -> Response:
+            return engine.stream(request, "page.html", context, render=path)
+
+        bodies.append((await StreamingTestClient(app_with(endpoint)).get("/")).body)
+    assert bodies[0] == bodies[1]
+    assert bodies[0].count(b"<li>") == 3_000
+
+
+async def test_the_sync_twin_is_one_per_environment_and_shares_its_globals() -> None:
+    engine = templates()
+    twin = sync_environment(engine.env)
+    assert sync_environment(engine.env) is twin
+    assert not twin.is_async
+    assert engine.env.is_async
+    engine.env.globals["added_later"] = "seen"
+    assert twin.globals["added_later"] == "seen"
+    sync = sync_template(engine.get_template("plain.txt"))
+    assert sync is not None
+    assert sync is sync_template(engine.get_template("plain.txt"))  # compiled once, cached
+    assert not sync.environment.is_async
+    overlay = engine.env.overlay()  # copies the attribute holding the twin: must get its own
+    assert sync_environment(overlay) is not twin
+    own = engine.env.get_template("plain.txt", globals={"text": "from the template's globals"})
+    own_sync = sync_template(own)
+    assert own_sync is not None
+    assert own_sync.render() == "from the template's globals"
+
+
+async def test_on_the_thread_path_the_head_goes_out_before_the_rows_exist() -> None:
+    rows = Blocking(["one", "two"])
+    app, _ = page({"title": "Rows", "rows": rows()})
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        chunks = response.iter_bytes()
+        head = await anext(chunks)
+        assert b"</head>" in head
+        assert b"<li>" not in head
+        rows.opened.set()
+        rest = b"".join([chunk async for chunk in chunks])
+    assert rest.count(b"<li>") == 2
+    assert rest.endswith(b"</html>")
+
+
+async def test_on_the_thread_path_flush_sends_what_is_rendered_so_far() -> None:
+    rows = Blocking(["a", "b"])
+    app, _ = page({"greeting": "hello", "rows": rows()}, name="partial.html")
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        chunks = response.iter_bytes()
+        assert await anext(chunks) == b"<p>hello</p>"
+        rows.opened.set()
+        rest = b"".join([chunk async for chunk in chunks])
+    assert rest == b"\n<p>a</p>\n<p>b</p>\n"
+
+
+async def test_on_the_thread_path_flush_in_the_body_sends_before_the_rest_renders() -> None:
+    env = async_env()
+    env.loader = jinja2.DictLoader(
+        {"t.html": "<head></head>{% for r in rows %}{{ r }}{{ flush() }}{% endfor %}"}
+    )
+    rows = Blocking(["a", "b"])
+
+    def gated() -> Iterator[str]:
+        yield "first"
+        yield from rows()
+
+    async def endpoint(request: Request) -> Response:
+        return StreamingTemplateResponse(env.get_template("t.html"), {"rows": gated()})
+
+    async with StreamingTestClient(app_with(endpoint)).stream("GET", "/") as response:
+        chunks = response.iter_bytes()
+        received = b""
+        while b"first" not in received:
+            received += await anext(chunks)
+        assert received == b"<head></head>first"
+        rows.opened.set()
+        received += b"".join([chunk async for chunk in chunks])
+    assert received == b"<head></head>firstab"
+
+
+async def test_on_the_thread_path_an_error_before_the_first_flush_is_an_error_response() -> None:
+    def missing() -> dict[str, str]:
+        raise HTTPException(404, "no such user")
+
+    app, engine = page({"user": {"name": "x"}, "site": "s", "load": missing}, name="user.html")
+    engine.env.loader = jinja2.DictLoader({"user.html": "<title>{{ load().name }}</title></head>rest"})
+    response = await StreamingTestClient(app).get("/")
+    assert response.status_code == 404
+    assert response.text == "no such user"
+
+
+async def test_on_the_thread_path_an_error_after_the_head_sends_what_rendered_then_aborts() -> None:
+    def rows() -> Iterator[str]:
+        yield "fine"
+        raise RuntimeError("database went away")
+
+    app, _ = page({"title": "T", "rows": rows()})
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        body, aborted = await read_until_aborted(response)
+    assert isinstance(aborted.__cause__, RuntimeError)
+    assert body.endswith(b"<li>fine</li>\n")
+
+
+async def test_on_the_thread_path_a_disconnect_stops_the_render_thread_and_runs_its_finally() -> None:
+    rows = Blocking(["a"], endless=True)
+    rows.opened.set()
+    outcomes: list[StreamOutcome] = []
+    engine = templates()
+
+    async def endpoint(request: Request) -> Response:
+        return engine.stream(request, "page.html", {"title": "T", "rows": rows()}, on_outcome=outcomes.append)
+
+    async with StreamingTestClient(app_with(endpoint)).stream("GET", "/") as response:
+        chunks = response.iter_bytes()
+        received = b""
+        while b"more" not in received:
+            received += await anext(chunks)
+        await response.disconnect()
+    # The endless generator's `finally` ran in the render thread, which then stopped.
+    assert await anyio.to_thread.run_sync(rows.finished.wait, 10)
+    assert [outcome.kind for outcome in outcomes] == [Outcome.DISCONNECTED]
+
+
+async def test_on_the_thread_path_a_head_request_renders_nothing_and_closes_the_context() -> None:
+    rows = Blocking(["a"])
+    generator = rows()
+    app, _ = page({"title": "T", "rows": generator})
+    response = await StreamingTestClient(app).head("/")
+    assert response.status_code == 200
+    assert response.body == b""
+    assert not rows.threads  # never started
+    with pytest.raises(StopIteration):
+        next(generator)
+
+
+async def test_on_the_thread_path_context_variables_are_visible_to_the_render() -> None:
+    user: contextvars.ContextVar[str] = contextvars.ContextVar("user")
+    env = async_env()
+    env.loader = jinja2.DictLoader({"t.txt": "{{ who() }}"})
+
+    async def endpoint(request: Request) -> Response:
+        user.set("ada")
+        return StreamingTemplateResponse(env.get_template("t.txt"), {"who": user.get})
+
+    response = await StreamingTestClient(app_with(endpoint)).get("/")
+    assert response.text == "ada"
+
+
+async def test_the_await_filter_on_the_thread_path_says_to_use_the_async_path() -> None:
+    env = async_env()
+    env.loader = jinja2.DictLoader({"t.txt": "{{ user.profile|await }}"})
+
+    class Later:
+        def __await__(self) -> Generator[Any, None, str]:
+            return iter(())  # type: ignore[return-value]  # pragma: no cover
+
+    async def endpoint(request: Request) -> Response:
+        # The awaitable is nested in a plain dict: the auto check sees only the dict.
+        return StreamingTemplateResponse(env.get_template("t.txt"), {"user": {"profile": Later()}})
+
+    with pytest.raises(TypeError, match="the await filter needs the async render path: pass render='async'"):
+        await StreamingTestClient(app_with(endpoint)).get("/")
