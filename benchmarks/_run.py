@@ -148,8 +148,10 @@ def measure_throughput(case: Throughput, server: Server, *, rounds: int, smoke: 
         "unit": "s",
         "ours": ours,
         "baseline": baseline,
+        "baseline_name": "Starlette",
         "ratio": ratio,
         "passed": None if smoke else ratio >= case.min_ratio,
+        "goal": {"value": baseline / case.min_ratio, "better": "lower"},
     }
     return result
 
@@ -177,8 +179,10 @@ def measure_latency(case: Latency, server: Server, *, rounds: int, smoke: bool) 
         "unit": "ms",
         "ours": medians["ours"],
         "baseline": medians["baseline"],
+        "baseline_name": "Starlette",
         "ratio": None,
         "passed": None if smoke else medians["ours"] <= case.max_ms,
+        "goal": {"value": case.max_ms, "better": "lower"},
     }
     return result
 

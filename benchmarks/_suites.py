@@ -13,6 +13,17 @@ a memory probe, a client that parses events). Its contract:
   "baseline_name": str, "ratio": float | None, "passed": bool | None}`` (``passed`` is ``None``
   in smoke mode). Anything else (per-round samples) may be added for the JSON file.
 
+Every row with a ``summary`` and no ``error`` gets a chart (``python -m benchmarks.charts
+RESULTS.json``, see :mod:`benchmarks.charts`) with no code of the suite's own: a bar for
+``ours``, one for ``baseline`` (labelled ``baseline_name``), and two optional keys add to it:
+
+* ``summary["goal"] = {"value": float, "better": "lower" | "higher"}``: the target as a value
+  in the row's ``unit`` (for "ours >= 20x the baseline's time": the baseline's time / 20),
+  drawn as a dashed line labelled with the row's ``target`` text;
+* ``"anchors": [{"name": str, "value": float, "role": "floor" | "baseline" | "reference"}]``
+  at the row's top level: more bars in the same unit, for every yardstick measured in the same
+  run (a raw ASGI ceiling, Jinja's render alone, the Starlette idle floor, another library).
+
 Rounds alternate sides in the same run, on the same server and client, like the core rows.
 """
 

@@ -2,8 +2,12 @@
 
 ``/sse/ours?n=N`` (``streaming_responses.EventSourceResponse``), ``/sse/sse-starlette?n=N``
 (``sse_starlette.EventSourceResponse``) and ``/fastapi/ours`` / ``/fastapi/native`` (FastAPI
-generator path operations with ``response_class=`` ours or ``fastapi.sse.EventSourceResponse``).
-Every event has ``data`` and ``id``. ``/idle/<side>`` streams never yield (memory row;
+generator path operations with ``response_class=`` ours or ``fastapi.sse.EventSourceResponse``);
+``/fastapi/ours-return`` returns ours from a plain path operation. The per-item rows:
+``/sse/objects/ours`` builds a ``ServerSentEvent(data=..., id=...)`` per item as users write it,
+``/sse/dicts/ours`` and ``/sse/dicts/sse-starlette`` yield sse-starlette's dicts of fields, and
+``/sse/ceiling`` sends the objects' bytes from a raw ASGI app. Every event has ``data`` and ``id``.
+``/idle/<side>`` streams never yield (memory row;
 ``/idle/floor`` is a bare response that sends its headers and then only waits);
 ``/info`` answers the readiness probe.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qs
 
 import fastapi.sse
 import sse_starlette
@@ -50,6 +55,37 @@ async def objects_ours(request: Request) -> Response:
             yield ServerSentEvent(data="payload-" + str(i), id=str(i))
 
     return EventSourceResponse(events())
+
+
+async def _ceiling(scope: Any, receive: Any, send: Any) -> None:
+    """The raw ASGI ceiling of the per-item row: the same generator, its events' bytes joined
+    into 64 KiB messages and sent, with nothing else (no disconnect watching, no pings, no
+    framing decisions). No response class can send this generator's events faster."""
+    n = int(parse_qs(scope["query_string"].decode())["n"][0])
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        for i in range(n):
+            yield ServerSentEvent(data="payload-" + str(i), id=str(i))
+
+    headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    parts: list[bytes] = []
+    size = 0
+    async for event in events():
+        wire = event.encode()
+        parts.append(wire)
+        size += len(wire)
+        if size >= 65536:
+            await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
+            parts, size = [], 0
+    await send({"type": "http.response.body", "body": b"".join(parts), "more_body": False})
+
+
+class RawASGI:
+    """A raw ASGI app as a route endpoint (Starlette calls an object that is no function as one)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await _ceiling(scope, receive, send)
 
 
 async def dicts_ours(request: Request) -> Response:
@@ -152,6 +188,7 @@ app = Starlette(
         Route("/sse/sse-starlette", starlette_side),
         Route("/sse/objects/ours", objects_ours),
         Route("/sse/dicts/ours", dicts_ours),
+        Route("/sse/ceiling", RawASGI()),
         Route("/sse/dicts/sse-starlette", dicts_sse_starlette),
         Route("/idle/{side}", idle),
         Mount("/fastapi", api),

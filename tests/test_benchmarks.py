@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import benchmarks.__main__
-from benchmarks import _payload, _suites
+from benchmarks import _payload, _suites, charts
 from benchmarks._cases import CASES, SIDES, Latency, Throughput
 from benchmarks._clients import BenchmarkError, ChunkedDecoder, curl, read_stamps
 from benchmarks._run import exit_status, render_table
@@ -203,3 +203,82 @@ def test_latency_rows_ask_for_time_stamps_at_their_interval() -> None:
     assert latency.path("ours", smoke=False) == (
         f"{latency.ours}?chunks={latency.chunks}&interval_ms={latency.interval_ms}"
     )
+
+
+# -- charts ----------------------------------------------------------------------------------
+
+
+def _row(name: str, **extra: Any) -> dict[str, Any]:
+    """A row in the shape every suite returns (benchmarks._suites), as another suite would."""
+    summary = {"unit": "s", "ours": 0.1, "baseline": 2.0, "baseline_name": "theirs", "ratio": 20.0}
+    summary.update(extra.pop("summary", {}))
+    return {"name": name, "description": "d", "target": ">= 10x", "error": None, "summary": summary, **extra}
+
+
+def test_a_chart_shows_ours_the_baseline_every_anchor_and_the_goal() -> None:
+    row = _row(
+        "x",
+        summary={"goal": {"value": 0.2, "better": "lower"}},
+        anchors=[
+            {"name": "ceiling", "value": 0.08, "role": "floor"},
+            {"name": "odd", "value": 1.0, "role": "?"},
+        ],
+    )
+    chart = charts.chart_of(row)
+    assert chart is not None
+    assert [(bar.label, bar.value, bar.role) for bar in chart.bars] == [
+        ("ours", 0.1, "ours"),
+        ("theirs", 2.0, "baseline"),
+        ("ceiling", 0.08, "floor"),
+        ("odd", 1.0, "reference"),
+    ]
+    assert chart.goal == 0.2
+    assert chart.goal_label == "target: >= 10x"
+    assert not chart.log
+    assert charts.chart_of(_row("wide", summary={"baseline": 100.0})).log  # type: ignore[union-attr]
+
+
+def test_rows_without_figures_get_no_chart() -> None:
+    assert charts.chart_of({**_row("broken"), "error": "sent 3 bytes"}) is None
+    assert charts.chart_of(_row("nan", summary={"ours": float("nan")})) is None
+    assert charts.chart_of({"name": "bare", "error": None}) is None
+    no_baseline = charts.chart_of(_row("alone", summary={"baseline": None}))
+    assert no_baseline is not None
+    assert [bar.label for bar in no_baseline.bars] == ["ours"]
+
+
+def test_the_chart_command_writes_one_svg_per_measured_row_of_any_suite(tmp_path: Path) -> None:
+    report = {
+        "started": "2026-11-30T05:00:00+00:00",
+        "mode": "full",
+        "rounds": 5,
+        "machine": {
+            "cpu_count": 2,
+            "loadavg_start": [1.5],
+            "loadavg_end": [1.7],
+            "platform": "Linux",
+            "python": "3.11",
+        },
+        "cases": [
+            _row("jsonl-from-another-suite", anchors=[{"name": "floor", "value": 0.05}]),
+            _row("x", error="no"),
+        ],
+    }
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(report))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.charts", str(results), "--out", str(tmp_path / "charts")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    written = sorted((tmp_path / "charts").iterdir())
+    assert [path.name for path in written] == ["jsonl-from-another-suite.svg"]
+    svg = written[0].read_text()
+    assert svg.startswith("<?xml")
+    for text in ("ours", "theirs", "floor", "2026-11-30", "load 1.50"):
+        assert text in svg
+    assert "2 CPUs, load 1.50 at start and 1.70 at end" in done.stdout
