@@ -1,6 +1,6 @@
 """Charts of results JSONs: ``python -m benchmarks.charts RESULTS.json [MORE.json ...] [--out DIR]``.
 
-One SVG per measured row, ``DIR/<row name>.svg`` (default ``docs/benchmarks/``): a horizontal bar
+One SVG per measured row, ``DIR/<row name>.svg`` (default ``docs/charts/``): a horizontal bar
 for ours, one for the baseline and one for each anchor the row reports, on the row's unit, with
 the target drawn as a dashed line where the row gives one. Nothing here knows a row by name:
 whatever a suite returns in the shape that :mod:`benchmarks._suites` documents gets a chart, and a
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = ROOT / "docs" / "benchmarks"
+DEFAULT_OUT = ROOT / "docs" / "charts"
 #: Bars whose largest value is more than this many times the smallest get a log scale.
 LOG_SPAN = 30.0
 #: Colours of the bars by role: ours stands out, the rest are the yardsticks it is measured by.
@@ -113,8 +113,8 @@ def _wrapped(text: str, width: int = 80) -> str:
 
 def _label(value: float, unit: str) -> str:
     if unit == "s" and value < 1:
-        return f"{value * 1000:.3g} ms"
-    return f"{value:.3g} {unit}"
+        return f"{value * 1000:,.3g} ms"
+    return f"{value:,.4g} {unit}" if value >= 1000 else f"{value:.3g} {unit}"
 
 
 def draw(chart: Chart, footer: str, path: Path) -> None:
@@ -135,19 +135,21 @@ def draw(chart: Chart, footer: str, path: Path) -> None:
     for index, value in enumerate(values):
         note = _label(value, chart.unit)
         if value > 0 and ours > 0 and index != len(values) - 1:
-            note += f"  ({value / ours:.3g}x ours)"
+            multiple = value / ours
+            note += f"  ({multiple:,.0f}x ours)" if multiple >= 1000 else f"  ({multiple:.3g}x ours)"
         axes.annotate(
             note, (value, index), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
         )
+    title = _wrapped(chart.title)
     if chart.goal is not None:
-        axes.axvline(chart.goal, color="#cf222e", linestyle="--", linewidth=1.2, label=chart.goal_label)
-        axes.legend(loc="lower right", fontsize=7, frameon=False)
+        axes.axvline(chart.goal, color="#cf222e", linestyle="--", linewidth=1.2)
+        title += f"\n{chart.goal_label} (dashed line)"
     if chart.log:
         axes.set_xscale("log")
     low, high = axes.get_xlim()
-    axes.set_xlim(low, high * (4 if chart.log else 1.35))  # room for the value labels
+    axes.set_xlim(low, high * (40 if chart.log else 1.45))  # room for the value labels
     axes.set_xlabel(chart.unit)
-    axes.set_title(_wrapped(chart.title), fontsize=9, loc="left")
+    axes.set_title(title, fontsize=9, loc="left")
     figure.text(0.01, 0.01, _wrapped(footer, 110), fontsize=6, color="#57606a", va="bottom")
     figure.tight_layout(rect=(0, 0.08, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -87,3 +87,20 @@ def test_closing_the_connection_closes_the_async_iterable_of_the_page(
     probe = wait_for_probe(templates_server, probe_id, "closed", timeout=5.0)
     assert "started" in probe
     assert "closed" in probe, probe
+
+
+def test_closing_the_connection_stops_the_render_thread_and_runs_the_finally_of_its_rows(
+    templates_server: RunningServer,
+) -> None:
+    probe_id = uuid.uuid4().hex[:12]
+    with H1Connection(templates_server.port, timeout=10) as conn:
+        conn.send_request("GET", f"/thread-page?id={probe_id}")
+        assert conn.read_head().status == 200
+        received = b""
+        while b"<li>row 2000</li>" not in received:
+            received += conn.read_frame()
+    # The endless generator only ends when the render is stopped and closed.
+    probe = wait_for_probe(templates_server, probe_id, "closed", timeout=5.0)
+    assert "started" in probe
+    assert "closed" in probe, probe
+    assert probe["closed_in_loop_thread"] is False, probe
