@@ -85,7 +85,8 @@ DEFAULT_ERROR_COMMENT = "streaming_responses: rendering failed, this page is inc
 #: at its state (a stop, a flush, a slow source): a couple dozen table rows.
 THREAD_STEP = 256
 #: Seconds one step of the thread path may take before its source counts as slow: what was
-#: rendered is then handed over at once, and the next steps take one fragment each.
+#: rendered is then handed over at once, and the next step takes one fragment (steps double
+#: again, up to ``THREAD_STEP``, while they are fast).
 SLOW_STEP = 0.005
 #: Seconds of rendering in one worker-thread call of the thread path before it hands back to
 #: the event loop (the most a request waits for the loop while pages render).
@@ -404,7 +405,7 @@ class ThreadTemplateProducer(Producer):
     :data:`THREAD_STEP` at a time in one C-level step (``islice``), so a fast page costs no
     Python per fragment, and joined into chunks of up to ``head_bytes``. A step that took
     longer than :data:`SLOW_STEP` means the source waited: what was rendered is handed over
-    at once, and the next steps take one fragment each.
+    at once, and the next step takes one fragment; steps double while they are fast.
 
     A stop (the client left) is seen between two steps. Whoever touches the render last (the
     batch in its thread, or :meth:`close` when no batch runs) closes it, exactly once, and
@@ -428,7 +429,7 @@ class ThreadTemplateProducer(Producer):
         self._pending: list[str] = []
         self._taken: list[str] = []
         self._size = 0
-        self._step = THREAD_STEP
+        self._step = 1
         self._committed = False
         self._flush_asked = False
         self._started = False
@@ -539,7 +540,8 @@ class ThreadTemplateProducer(Producer):
                 if slow:
                     self._step = 1
                     return False
-            self._step = 1 if slow else THREAD_STEP
+            # One fragment after a slow step, then twice as many after each fast one.
+            self._step = 1 if slow else min(2 * self._step, THREAD_STEP)
             if now >= deadline or self._stop:
                 return False
 

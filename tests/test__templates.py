@@ -913,3 +913,31 @@ async def test_the_await_filter_on_the_thread_path_says_to_use_the_async_path() 
 
     with pytest.raises(TypeError, match="the await filter needs the async render path: pass render='async'"):
         await StreamingTestClient(app_with(endpoint)).get("/")
+
+
+async def test_on_the_thread_path_a_slow_step_hands_over_what_was_rendered_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every step counts as slow: the hand-over after a step that waited is what is tested here,
+    # not the clock's threshold.
+    monkeypatch.setattr("streaming_responses._templates.SLOW_STEP", 0.0)
+    later = threading.Event()
+
+    def rows() -> Iterator[str]:
+        yield "first"
+        yield from (f"fast {n}" for n in range(600))  # more than one step's worth of fragments
+        # Released only once the client saw "first": if that was held back behind this wait,
+        # the wait runs out and the page fails instead of hanging.
+        if not later.wait(10):
+            raise AssertionError("the rows before the wait were held back behind it")
+        yield "last"
+
+    app, _ = page({"title": "T", "rows": rows()})
+    async with StreamingTestClient(app).stream("GET", "/") as response:
+        chunks = response.iter_bytes()
+        received = b""
+        while b"first" not in received:  # before the wait ends: not held back behind it
+            received += await anext(chunks)
+        later.set()
+        received += b"".join([chunk async for chunk in chunks])
+    assert received.count(b"<li>") == 602
