@@ -18,17 +18,17 @@ process follow which topic, and where each topic's delivered events are) and
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 
 from ._broker_backend import BrokerBackend, Entry, Position
 from ._broker_ids import format_id, parse_id
 from ._events import ServerSentEvent
 from ._exceptions import BrokerClosed, BrokerError, EventsLost, SubscriberTooSlow
+from ._loops import Callback, Waker, current_loop
 
 
 class _Topic:
@@ -215,8 +215,9 @@ class Subscription:
         self._dropped = False
         self._closed = False
         self._error: BrokerError | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: Waker | None = None
+        #: Schedules a callback on the subscriber's loop from any thread (the loop seam).
+        self._loop: Callable[[Callback], object] | None = None
         self._thread = 0
 
     @property
@@ -295,12 +296,12 @@ class Subscription:
                 # Decide to sleep under the lock deliveries take, so a wake-up cannot be lost.
                 if self._buffer or self._dropped or self._closed or self._error is not None:
                     continue
-                loop = self._loop
-                if loop is None:
-                    loop = self._loop = asyncio.get_running_loop()
+                loop = current_loop()
+                if self._loop is None:
+                    self._loop = loop.thread_caller()
                     self._thread = threading.get_ident()
-                waiter = self._waiter = loop.create_future()
-            await waiter
+                waiter = self._waiter = loop.waker()
+            await waiter.wait()
 
     def _passed_on(self, topic: str, entry: Entry) -> ServerSentEvent:
         self._after[topic] = entry.position
@@ -320,14 +321,13 @@ class Subscription:
             return
         self._waiter = None
         if threading.get_ident() == self._thread:
-            if not waiter.done():
-                waiter.set_result(None)
+            waiter.set()
         else:
-            loop = self._loop
-            assert loop is not None
+            call_soon = self._loop
+            assert call_soon is not None
             # A closed loop raises RuntimeError: nobody is waiting there any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_release, waiter)
+                call_soon(waiter.set)
 
     def _push(self, topic: str, entries: Sequence[Entry], bound: int) -> bool:
         """Queue live events; return False when this subscriber must be dropped."""
@@ -384,7 +384,3 @@ class Subscription:
         state = "dropped" if self._dropped else "closed" if self._closed else "open"
         return f"<Subscription topics={list(self.topics)} {state} pending={self.pending}>"
 
-
-def _release(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

@@ -14,7 +14,8 @@ through :meth:`ChunkPump._send_start`. A transform of the body belongs there and
 compression (``_compression.py``) codes each message in ``_emit`` and ends it with a flush,
 and ``_send_start`` adds its headers.
 
-One response runs three cooperating pieces, two of them in child tasks (:class:`~._tasks.ChildTasks`):
+One response runs three cooperating pieces, two of them in child tasks (``child_tasks`` of the
+loop seam, ``_loops.py``: plain tasks on asyncio, a task group on trio):
 
 * the producer task fills a bounded :class:`~._producers.ChunkQueue`;
 * the sender (the response's own task) takes whatever is queued, joins it into one message
@@ -54,12 +55,13 @@ from ._exceptions import (
 )
 from ._framing import BatchPlan, Failure, FramingDecision, body_allowed, decide_framing, plan_batch
 from ._logs import log_failed_stream
+from ._loop_asyncio import ChildTasks
+from ._loops import current_loop
 from ._negotiation import choose_coding, request_accept_encoding, with_vary
 from ._outcome import OBSERVER_SCOPE_KEY, Outcome, OutcomeCallback, StreamObserver, StreamOutcome
 from ._producers import ChunkQueue, Producer, close_quietly
 from ._shutdown import REGISTRY, ShutdownPolicy
 from ._state import Gone, ResponseState
-from ._tasks import ChildTasks
 from ._types import Message, RawHeaders, Receive, Scope, Send
 
 logger = logging.getLogger("streaming_responses")
@@ -218,7 +220,7 @@ class ChunkPump:
         if not settings.duplex:
             jobs.append(self._listen(receive))
         try:
-            async with ChildTasks(jobs):
+            async with current_loop().child_tasks(jobs):
                 with self._main_scope:
                     try:
                         await self._send_body(queue, send)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._compression import Codings, parse_compress
+from ._loops import running_loop_name
 from ._outcome import OutcomeCallback
 from ._shutdown import ShutdownPolicy
 
@@ -61,6 +62,18 @@ def parse_shutdown_policy(value: ShutdownPolicy | str) -> ShutdownPolicy:
         raise ValueError(f"on_shutdown must be one of {choices}, not {value!r}") from None
 
 
+def _check_send_timeout(value: float | None, name: str) -> float | None:
+    seconds = parse_timeout(value, name)
+    if seconds is not None and running_loop_name() == "trio":
+        # hypercorn's trio worker (the one trio ASGI server) writes to the socket inside a
+        # shielded cancel scope, so a send to a client that stopped reading cannot be given up.
+        raise ValueError(
+            f"{name} cannot work on trio: the server's socket writes cannot be interrupted there, so a "
+            "client that stopped reading cannot be dropped; leave it out, or serve with an asyncio worker"
+        )
+    return seconds
+
+
 def _check_flag(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
@@ -84,7 +97,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "content_length": _check_length,
     "timeout": parse_timeout,
     "idle_timeout": parse_timeout,
-    "send_timeout": parse_timeout,
+    "send_timeout": _check_send_timeout,
     "duplex": _check_flag,
     "on_outcome": _check_callback,
     "on_shutdown": lambda value, _name: parse_shutdown_policy(value),

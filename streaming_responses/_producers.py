@@ -39,7 +39,6 @@ it. A chunk is never held back to wait for a later one (guarantee 3).
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import inspect
 import threading
@@ -56,10 +55,10 @@ from collections.abc import (
 from typing import Any
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 
 from ._exceptions import ResponseStateError
+from ._loops import Callback, LoopBackend, Scheduled, Waker, current_loop
 from ._types import Writer
 
 #: How long closing a producer may take before the core stops waiting for it.
@@ -100,64 +99,6 @@ class _Ready:
 _READY = _Ready()
 
 
-class Signal:
-    """A one-shot wake-up: ``set()`` on the event loop, ``await wait()`` in one task.
-
-    On asyncio it is a bare future (an ``asyncio.Event`` carries a deque of waiters, and an idle
-    stream holds one of these the whole time it waits); elsewhere (trio) an anyio ``Event``.
-    """
-
-    __slots__ = ("_event", "_future")
-
-    _event: anyio.Event | None
-    _future: asyncio.Future[bool] | None
-
-    def __init__(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - only under trio
-            self._future = None
-            self._event = anyio.Event()
-        else:
-            self._future = loop.create_future()
-            self._event = None
-
-    def set(self) -> None:
-        """Wake the waiter (now, or as soon as it waits). Setting twice is harmless."""
-        future = self._future
-        if future is None:  # pragma: no cover - only under trio
-            assert self._event is not None
-            self._event.set()
-        elif not future.done():
-            future.set_result(True)
-
-    def _expire(self) -> None:
-        future = self._future
-        if future is not None and not future.done():
-            future.set_result(False)
-
-    async def wait(self, deadline: float | None = None) -> bool:
-        """Wait until set; with ``deadline`` (``anyio.current_time()`` clock), at most until
-        then. Return whether it was set."""
-        future = self._future
-        if future is None:  # pragma: no cover - only under trio
-            assert self._event is not None
-            if deadline is None:
-                await self._event.wait()
-                return True
-            with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)):
-                await self._event.wait()
-                return True
-            return False
-        if deadline is None:
-            return await future
-        timer = future.get_loop().call_at(deadline, self._expire)
-        try:
-            return await future
-        finally:
-            timer.cancel()
-
-
 class ChunkQueue:
     """A bounded, single-producer, single-consumer hand-off of body chunks.
 
@@ -171,6 +112,7 @@ class ChunkQueue:
 
     __slots__ = (
         "_consumer_event",
+        "_loop",
         "_notify",
         "_space_event",
         "bound",
@@ -192,9 +134,11 @@ class ChunkQueue:
         self.finished = False
         self.error: BaseException | None = None
         self.consumer_waiting = False
-        self._consumer_event: Signal | None = None
-        self._space_event: Signal | None = None
+        self._consumer_event: Waker | None = None
+        self._space_event: Waker | None = None
         self._notify: Callable[[], None] = self._wake
+        #: The loop seam of the loop this queue was made in (asyncio or trio).
+        self._loop: LoopBackend = current_loop()
 
     # -- producer side -------------------------------------------------------------------
 
@@ -239,7 +183,7 @@ class ChunkQueue:
     async def wait_for_space(self) -> None:
         """Wait (on the event loop) until the consumer has taken enough to go below the bound."""
         while self.produced - self.taken >= self.bound:
-            signal = self._space_event = Signal()
+            signal = self._space_event = self._loop.waker()
             await signal.wait()
 
     def full(self) -> bool:
@@ -247,22 +191,18 @@ class ChunkQueue:
         return self.produced - self.taken >= self.bound
 
     def notify_from_thread(self) -> None:
-        """Route wake-ups through the event loop: the producer now runs in a worker thread."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - only under trio
-            self._notify = self._wake_from_thread
-        else:
-            call_soon = loop.call_soon_threadsafe
-            wake = self._wake
+        """Route wake-ups through the event loop: the producer now runs in a worker thread.
 
-            def notify() -> None:
-                call_soon(wake)
+        The scheduling function works from the loop's own thread too, where the core marks the
+        end of the body.
+        """
+        call_soon = self._loop.thread_caller()
+        wake = self._wake
 
-            self._notify = notify
+        def notify() -> None:
+            call_soon(wake)
 
-    def _wake_from_thread(self) -> None:  # pragma: no cover - only under trio
-        anyio.from_thread.run_sync(self._wake)
+        self._notify = notify
 
     def _wake(self) -> None:
         event = self._consumer_event
@@ -298,7 +238,7 @@ class ChunkQueue:
         while True:
             if self.items or self.finished:
                 return True
-            signal = self._consumer_event = Signal()
+            signal = self._consumer_event = self._loop.waker()
             self.consumer_waiting = True
             # Look once more after raising the flag: a chunk appended in between is seen here,
             # and one appended after this line finds the flag raised and wakes us.
@@ -316,31 +256,33 @@ class IdleHandOver:
     Producers that gather items into larger chunks (CSV rows, template fragments) must not
     hold them behind a wait of their source. After adding to its batch, the producer calls
     :meth:`arm` if ``handle`` is ``None``. The check it schedules runs only while the producer
-    is suspended: the first run records ``progress()``, and if a whole loop turn later that
-    has not changed, the source is waiting and ``hand_over()`` runs. While progress goes on
-    the check re-arms itself, so a bare ``await asyncio.sleep(0)`` between items (FastAPI adds
+    is suspended: it records ``progress()``, and once a whole loop turn passed with that
+    unchanged, the source is waiting and ``hand_over()`` runs. While progress goes on the
+    check re-arms itself, so a bare ``await asyncio.sleep(0)`` between items (FastAPI adds
     one after each) does not split a batch. :meth:`cancel` when the producer ends.
+
+    How many checks in a row make "a whole loop turn" is the loop's (``quiet_checks``): one
+    on asyncio, whose ready callbacks run in order; more on trio, which runs the tasks of a
+    turn in random order, so two checks can fall between two steps of the producer.
     """
 
-    __slots__ = ("_hand_over", "_loop", "_progress", "_seen", "handle")
+    __slots__ = ("_call_soon", "_hand_over", "_needed", "_progress", "_quiet", "_seen", "handle")
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        progress: Callable[[], int],
-        hand_over: Callable[[], None],
-    ) -> None:
-        self._loop = loop
+    def __init__(self, progress: Callable[[], int], hand_over: Callable[[], None]) -> None:
+        loop = current_loop()
+        self._call_soon: Callable[[Callback], Scheduled] = loop.call_soon
+        self._needed = loop.quiet_checks
         self._progress = progress
         self._hand_over = hand_over
         self._seen = -1
+        self._quiet = 0
         #: The scheduled check, or ``None`` when none is pending.
-        self.handle: asyncio.Handle | None = None
+        self.handle: Scheduled | None = None
 
     def arm(self) -> None:
         """Schedule the check (call when ``handle`` is ``None``)."""
         self._seen = -1
-        self.handle = self._loop.call_soon(self._check)
+        self.handle = self._call_soon(self._check)
 
     def cancel(self) -> None:
         """Drop a pending check."""
@@ -352,7 +294,11 @@ class IdleHandOver:
         progress = self._progress()
         if progress != self._seen:
             self._seen = progress
-            self.handle = self._loop.call_soon(self._check)
+            self._quiet = 0
+        else:
+            self._quiet += 1
+        if self._quiet < self._needed:
+            self.handle = self._call_soon(self._check)
             return
         self.handle = None
         self._hand_over()

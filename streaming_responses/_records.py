@@ -14,12 +14,12 @@ This module owns two things every tabular adapter (CSV, JSON Lines) shares:
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from ._loops import current_loop
 from ._producers import ChunkQueue, IdleHandOver, Producer, ResumeAfterItems
 
 #: Encoded characters (about bytes) gathered into one chunk before it is handed to the core.
@@ -234,24 +234,16 @@ class AsyncBatchProducer(Producer):
     async def run(self, queue: ChunkQueue) -> None:
         encoder = self._encoder
         iterator = self._iterator = aiter(self._rows)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - only under trio: hand over every row
-            async for row in iterator:
-                encoder.add(row)
-                await queue.push(encoder.take())
-        else:
-            # FastAPI's bare yield after each row is skipped while rows flow (ResumeAfterItems,
-            # counting the rows the encoder took in), so a row costs no loop turn of its own.
+        if current_loop().name == "asyncio":
             declare_asyncio()
-            await ResumeAfterItems(self._fill(iterator, queue, loop), queue, lambda: encoder.count)
+        # FastAPI's bare yield after each row is skipped while rows flow (ResumeAfterItems,
+        # counting the rows the encoder took in), so a row costs no loop turn of its own.
+        await ResumeAfterItems(self._fill(iterator, queue), queue, lambda: encoder.count)
         tail = encoder.finish()
         if tail:
             await queue.push(tail)
 
-    async def _fill(
-        self, iterator: AsyncIterator[Any], queue: ChunkQueue, loop: asyncio.AbstractEventLoop
-    ) -> None:
+    async def _fill(self, iterator: AsyncIterator[Any], queue: ChunkQueue) -> None:
         encoder = self._encoder
         batch_size = self._batch_size
         add = encoder.add
@@ -262,7 +254,7 @@ class AsyncBatchProducer(Producer):
             if chunk:
                 queue.put(chunk)
 
-        idle = IdleHandOver(loop, lambda: encoder.count, hand_over)
+        idle = IdleHandOver(lambda: encoder.count, hand_over)
         try:
             async for row in iterator:
                 add(row)

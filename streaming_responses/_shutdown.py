@@ -1,7 +1,8 @@
 """Server shutdown: which open streams end, and how the core hears about it.
 
 This module owns the streams that asked to be ended on shutdown (``ShutdownPolicy.END`` or
-``ABORT``), grouped by the event loop they run in, and the signal handlers that learn of a
+``ABORT``), grouped by the event loop they run in (an asyncio loop or a trio run, told apart by
+the loop seam's :class:`~._loops.LoopToken`), and the signal handlers that learn of a
 shutdown without any wiring by the user. The rules that keep it contained:
 
 * an entry exists for a loop only while at least one such stream is open in it (or, after a
@@ -20,7 +21,6 @@ cancellation before the graceful timeout), so an endless event stream keeps them
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import signal
@@ -28,6 +28,8 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
+
+from ._loops import LoopToken, current_loop
 
 logger = logging.getLogger("streaming_responses")
 
@@ -54,7 +56,7 @@ class ShutdownPolicy(enum.Enum):
 class LoopStreams:
     """The streams of one event loop that end on shutdown, and the signal handlers for them."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: LoopToken) -> None:
         self.loop = loop
         self.stoppers: set[Stopper] = set()
         #: Set once a shutdown signal arrived: streams that open afterwards end at once.
@@ -64,7 +66,7 @@ class LoopStreams:
     def add(self, stopper: Stopper) -> None:
         self.stoppers.add(stopper)
         if self.draining:
-            self.loop.call_soon(stopper)
+            self.loop.call_soon_threadsafe(stopper)
         elif len(self.stoppers) == 1:
             self._install_handlers()
 
@@ -119,34 +121,33 @@ class Registry:
     """Per-loop :class:`LoopStreams`, created on first use and dropped when empty."""
 
     def __init__(self) -> None:
-        self._by_loop: dict[int, LoopStreams] = {}
+        self._by_loop: dict[Any, LoopStreams] = {}
 
-    def _entry(self, loop: asyncio.AbstractEventLoop, create: bool) -> LoopStreams | None:
-        entry = self._by_loop.get(id(loop))
-        if entry is not None and (entry.loop is not loop or entry.loop.is_closed()):
-            del self._by_loop[id(loop)]  # a closed loop whose id was reused
+    def _entry(self, loop: LoopToken, create: bool) -> LoopStreams | None:
+        entry = self._by_loop.get(loop.key)
+        if entry is not None and entry.loop.closed():
+            del self._by_loop[loop.key]  # a loop that was closed after a shutdown signal
             entry = None
         if entry is None and create:
-            entry = self._by_loop[id(loop)] = LoopStreams(loop)
+            entry = self._by_loop[loop.key] = LoopStreams(loop)
         return entry
 
     def register(self, stopper: Stopper) -> None:
-        loop = asyncio.get_running_loop()
-        entry = self._entry(loop, create=True)
+        entry = self._entry(current_loop().token(), create=True)
         assert entry is not None
         entry.add(stopper)
 
     def unregister(self, stopper: Stopper) -> None:
-        loop = asyncio.get_running_loop()
+        loop = current_loop().token()
         entry = self._entry(loop, create=False)
         if entry is None:
             return
         entry.discard(stopper)
         if not entry.stoppers and not entry.draining:
-            del self._by_loop[id(loop)]
+            del self._by_loop[loop.key]
 
     def end_all(self) -> int:
-        entry = self._entry(asyncio.get_running_loop(), create=False)
+        entry = self._entry(current_loop().token(), create=False)
         return 0 if entry is None else entry.end_all()
 
 

@@ -29,7 +29,6 @@ event loop never waits for the render. Anything else takes the *async* path,
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import inspect
 import itertools
@@ -67,7 +66,7 @@ from starlette.templating import Jinja2Templates
 from ._compression import CompressOption
 from ._core import OutcomeCallback, PumpSettings
 from ._options import StreamOptions
-from ._producers import ChunkQueue, IdleHandOver, Producer, fill_queue
+from ._producers import ChunkQueue, IdleHandOver, Producer
 from ._shutdown import ShutdownPolicy
 from ._streaming import StreamingResponse
 from ._types import Content
@@ -292,16 +291,11 @@ class TemplateProducer(Producer):
         behind a wait, and a page that renders without waiting costs one queue hand-over per
         chunk instead of one per fragment (a table row is a dozen fragments).
         """
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - only under trio: one hand-over per fragment
-            await fill_queue(self._render, queue)
-            return
         parts = self._pending
         append = parts.append
         chunk_bytes = self._head_bytes
         size = 0
-        idle = IdleHandOver(loop, parts.__len__, lambda: self._put_pending(queue))
+        idle = IdleHandOver(parts.__len__, lambda: self._put_pending(queue))
         try:
             async for fragment in self._render:
                 append(fragment)

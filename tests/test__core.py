@@ -34,7 +34,6 @@ from streaming_responses._core import ChildTasks, ChunkPump, PumpSettings
 from streaming_responses._producers import (
     AsyncIterableProducer,
     ChunkQueue,
-    IdleHandOver,
     ResumeAfterItems,
     fill_queue,
 )
@@ -1189,36 +1188,3 @@ async def test_leaving_the_block_cancels_the_children() -> None:
     async with ChildTasks([forever(), forever()]):
         await asyncio.sleep(0)
     assert states == ["cancelled", "cancelled"]
-
-
-async def test_waiting_for_data_until_a_deadline_says_whether_any_came() -> None:
-    queue = ChunkQueue(1024, "utf-8")
-    loop = asyncio.get_running_loop()
-    began = loop.time()
-    assert await queue.wait_for_data(loop.time() + 0.05) is False
-    assert loop.time() - began >= 0.045
-    assert not queue.consumer_waiting
-    loop.call_later(0.01, queue.put, b"late")
-    assert await queue.wait_for_data(loop.time() + 5) is True
-    assert loop.time() - began < 2
-    assert queue.take_now() == [b"late"]
-
-
-async def test_the_idle_hand_over_waits_while_progress_goes_on_and_fires_once_it_stops() -> None:
-    progress = [0]
-    handed: list[int] = []
-    idle = IdleHandOver(asyncio.get_running_loop(), lambda: progress[0], lambda: handed.append(progress[0]))
-    idle.arm()
-    for _ in range(5):  # an item per loop turn, as after FastAPI's sleep(0)
-        progress[0] += 1
-        await asyncio.sleep(0)
-    assert handed == []
-    for _ in range(3):  # the source waits
-        await asyncio.sleep(0)
-    assert handed == [5]
-    assert idle.handle is None
-    idle.arm()
-    idle.cancel()
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert handed == [5]

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -94,6 +95,19 @@ class Probes:
 PROBES = Probes()
 
 
+def live_tasks() -> int:
+    """How many tasks the event loop runs (asyncio), or the tasks under trio's root task."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # trio (hypercorn -k trio): no asyncio loop
+        import trio.lowlevel
+
+        def count(task: trio.lowlevel.Task) -> int:
+            return 1 + sum(count(child) for nursery in task.child_nurseries for child in nursery.child_tasks)
+
+        return count(trio.lowlevel.current_root_task())  # type: ignore[arg-type]
+
+
 def _started(probe_id: str | None) -> None:
     if probe_id is not None:
         PROBES.record(
@@ -112,7 +126,7 @@ async def play_async(steps: Iterator[Step], probe_id: str | None) -> AsyncIterat
     try:
         for step in steps:
             if isinstance(step, Sleep):
-                await asyncio.sleep(step.seconds)
+                await anyio.sleep(step.seconds)
             elif isinstance(step, Raise):
                 raise step.error
             else:
@@ -120,7 +134,7 @@ async def play_async(steps: Iterator[Step], probe_id: str | None) -> AsyncIterat
     except GeneratorExit:
         how = "closed"
         raise
-    except asyncio.CancelledError:
+    except anyio.get_cancelled_exc_class():
         how = "cancelled"
         raise
     except BaseException as exc:
@@ -160,12 +174,12 @@ def play_writer(
         try:
             for step in steps:
                 if isinstance(step, Sleep):
-                    await asyncio.sleep(step.seconds)
+                    await anyio.sleep(step.seconds)
                 elif isinstance(step, Raise):
                     raise step.error
                 else:
                     await write(_data(step))
-        except asyncio.CancelledError:
+        except anyio.get_cancelled_exc_class():
             how = "cancelled"
             raise
         except BaseException as exc:
@@ -481,7 +495,7 @@ async def state(request: Request) -> Response:
             "probe": PROBES.get(probe_id) if probe_id else None,
             "active": PROBES.active(),
             # Minus this request's own task, so that an idle server reads the same every time.
-            "tasks": len(asyncio.all_tasks()) - 1,
+            "tasks": live_tasks() - 1,
             "threads": len(threads),
             "thread_names": sorted(t.name for t in threads),
             "now": time.monotonic(),

@@ -70,7 +70,7 @@ def _uvicorn(http: str) -> Callable[[str, int], list[str]]:
     return argv
 
 
-def _hypercorn(app: str, port: int) -> list[str]:
+def _hypercorn(app: str, port: int, worker_class: str = "asyncio") -> list[str]:
     # Hypercorn's HTTP/1.1 protocol hands a connection that opens with the HTTP/2 preface
     # ("PRI * HTTP/2.0") to its HTTP/2 protocol, so one insecure bind serves both.
     return [
@@ -80,7 +80,7 @@ def _hypercorn(app: str, port: int) -> list[str]:
         "--bind",
         f"{HOST}:{port}",
         "--worker-class",
-        "asyncio",
+        worker_class,
         "--workers",
         "1",
         "--log-level",
@@ -90,6 +90,10 @@ def _hypercorn(app: str, port: int) -> list[str]:
         "--graceful-timeout",
         "1",
     ]
+
+
+def _hypercorn_trio(app: str, port: int) -> list[str]:
+    return _hypercorn(app, port, "trio")
 
 
 def _granian(app: str, port: int) -> list[str]:
@@ -118,6 +122,8 @@ KINDS: Mapping[str, ServerKind] = {
     "uvicorn-h11": ServerKind("uvicorn-h11", _uvicorn("h11")),
     "hypercorn": ServerKind("hypercorn", _hypercorn, h2c=True),
     "granian": ServerKind("granian", _granian),
+    # The same hypercorn on trio: no asyncio loop at all (the library is built on anyio).
+    "hypercorn-trio": ServerKind("hypercorn-trio", _hypercorn_trio, h2c=True),
 }
 
 

@@ -8,12 +8,12 @@ process of the machine), so the tests compare them with their own clock.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -80,7 +80,7 @@ async def counter(request: Request) -> Response:
             yield ServerSentEvent(f"event {n}", id=str(n), retry=int(retry) if retry and sent == 0 else None)
             n += 1
             sent += 1
-            await asyncio.sleep(interval)
+            await anyio.sleep(interval)
 
     return EventSourceResponse(events(), ping=_float(request, "ping", 15.0))
 
@@ -92,7 +92,7 @@ async def idle(request: Request) -> Response:
     async def events() -> AsyncIterator[ServerSentEvent]:
         PROBES.record(probe_id, started_at=time.monotonic())
         try:
-            await asyncio.Event().wait()
+            await anyio.Event().wait()
             yield ServerSentEvent("never")  # pragma: no cover
         finally:
             PROBES.record(probe_id, finally_at=time.monotonic())
@@ -111,7 +111,7 @@ async def slow_first(request: Request) -> Response:
     delay = _float(request, "delay", 2.0) or 0.0
 
     async def events() -> AsyncIterator[str]:
-        await asyncio.sleep(delay)
+        await anyio.sleep(delay)
         yield "late"
 
     return EventSourceResponse(events())
@@ -124,7 +124,7 @@ async def error_after(request: Request) -> Response:
     async def events() -> AsyncIterator[ServerSentEvent]:
         for i in range(1, n + 1):
             yield ServerSentEvent(f"event {i}", id=str(i))
-            await asyncio.sleep(0.01)
+            await anyio.sleep(0.01)
         raise RuntimeError("secret detail that must not reach the client")
 
     return EventSourceResponse(events())

@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from starlette.responses import JSONResponse, Response
 
@@ -46,7 +46,7 @@ async def broken() -> Response:
     async def rows() -> AsyncIterator[Any]:
         for n in range(ROWS):
             yield [n, "fine"]
-        await asyncio.sleep(0.05)
+        await anyio.sleep(0.05)
         yield "not a row"
 
     return CSVResponse(rows())

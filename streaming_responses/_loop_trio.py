@@ -1,0 +1,153 @@
+"""The trio side of the loop seam (``_loops.py``): trio events, trio tokens, an anyio task group.
+
+This module owns how the library runs on trio (hypercorn ``-k trio``), where there is no asyncio
+loop. It is imported only once a response runs without one, so an application on asyncio never
+imports trio. The rule that keeps it simple: everything here implements a method of
+``_loops.LoopBackend`` with trio's public API (``trio.Event``, ``trio.move_on_at``,
+``trio.lowlevel.current_trio_token().run_sync_soon``) or anyio's task group, and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Coroutine, Hashable, Sequence
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+try:
+    import trio
+    import trio.lowlevel
+except ModuleNotFoundError:  # pragma: no cover - trio is installed wherever it runs
+    trio = None  # type: ignore[assignment]
+
+Callback = Callable[[], object]
+
+
+class EventWaker:
+    """A one-shot wake-up on trio: a ``trio.Event``, with ``trio.move_on_at`` for the deadline."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, deadline: float | None = None) -> bool:
+        if deadline is None:
+            await self._event.wait()
+            return True
+        with trio.move_on_at(deadline):
+            await self._event.wait()
+        return self._event.is_set()
+
+
+class SoonCall:
+    """A callback handed to ``run_sync_soon`` that can still be dropped before it runs."""
+
+    __slots__ = ("_callback", "cancelled")
+
+    def __init__(self, callback: Callback) -> None:
+        self._callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __call__(self) -> None:
+        if not self.cancelled:
+            self._callback()
+
+
+class TrioToken:
+    """One trio run, for the shutdown registry."""
+
+    __slots__ = ("_token", "key")
+
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self._token = token
+        self.key: Hashable = token
+
+    def call_soon_threadsafe(self, callback: Callback) -> None:
+        with contextlib.suppress(trio.RunFinishedError):  # the run is over: nothing to end
+            self._token.run_sync_soon(callback)
+
+    def closed(self) -> bool:
+        # A finished run refuses callbacks; the registry drops its entry when it empties.
+        return False
+
+
+class TaskGroupChildren:
+    """A response's child tasks on trio: an anyio task group, cancelled when the block ends."""
+
+    __slots__ = ("_group", "_jobs")
+
+    def __init__(self, jobs: Sequence[Coroutine[Any, Any, None]]) -> None:
+        self._jobs = jobs
+        self._group: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> None:
+        group = self._group = anyio.create_task_group()
+        await group.__aenter__()
+        for job in self._jobs:
+            group.start_soon(_awaited, job)
+        self._jobs = ()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        group = self._group
+        assert group is not None
+        group.cancel_scope.cancel()
+        await group.__aexit__(kind, error, traceback)
+
+
+async def _awaited(coroutine: Coroutine[Any, Any, None]) -> None:
+    await coroutine
+
+
+class TrioBackend:
+    """The loop seam on trio (see ``_loops.LoopBackend``)."""
+
+    name = "trio"
+    #: Checks in a row without progress that span a whole loop turn (trio runs the tasks of
+    #: one turn in random order, so two checks may fall between two steps of one task).
+    quiet_checks = 3
+
+    def running(self) -> bool:
+        """Whether this thread runs a trio loop right now."""
+        if trio is None:  # pragma: no cover - trio is installed wherever it runs
+            return False
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            return False
+        return True
+
+    def waker(self) -> EventWaker:
+        return EventWaker()
+
+    def call_soon(self, callback: Callback) -> SoonCall:
+        call = SoonCall(callback)
+        trio.lowlevel.current_trio_token().run_sync_soon(call)
+        return call
+
+    def thread_caller(self) -> Callable[[Callback], object]:
+        return trio.lowlevel.current_trio_token().run_sync_soon
+
+    def token(self) -> TrioToken:
+        return TrioToken(trio.lowlevel.current_trio_token())
+
+    def child_tasks(self, jobs: Sequence[Coroutine[Any, Any, None]]) -> TaskGroupChildren:
+        return TaskGroupChildren(jobs)
+
+
+#: The one trio backend (it keeps no state).
+TRIO = TrioBackend()

@@ -1,0 +1,233 @@
+"""The loop seam: the same behaviour on asyncio and on trio, and the library's guarantees on trio.
+
+Every test here runs twice, once per backend (``anyio_backend`` is parametrized), so what the
+core relies on (wake-ups with deadlines, loop callbacks, thread wake-ups, child tasks, the
+shutdown registry) is checked on trio without a server; the e2e suite checks it again on
+hypercorn ``-k trio``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import pytest
+from starlette.exceptions import HTTPException
+
+from streaming_responses import (
+    CSVResponse,
+    EventSourceResponse,
+    Outcome,
+    ServerSentEvent,
+    StreamingResponse,
+    StreamOutcome,
+    end_all_streams,
+)
+from streaming_responses._loops import current_loop
+from streaming_responses._producers import ChunkQueue, IdleHandOver
+from tests.asgi import Recorder, http_scope
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    backend: str = request.param
+    return backend
+
+
+async def test_the_backend_is_the_one_of_the_running_loop(anyio_backend: str) -> None:
+    assert current_loop().name == anyio_backend
+
+
+def test_outside_of_any_loop_the_seam_refuses_with_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="asyncio or trio event loop"):
+        current_loop()
+
+
+async def test_a_waker_wakes_its_waiter_and_reports_a_deadline_that_passed() -> None:
+    loop = current_loop()
+    expired = loop.waker()
+    began = anyio.current_time()
+    assert await expired.wait(anyio.current_time() + 0.05) is False
+    assert anyio.current_time() - began >= 0.045
+    woken = loop.waker()
+    loop.call_soon(woken.set)
+    assert await woken.wait(anyio.current_time() + 30) is True
+    woken.set()  # setting twice is harmless
+    assert await woken.wait() is True
+
+
+async def test_waiting_for_data_until_a_deadline_says_whether_any_came() -> None:
+    queue = ChunkQueue(1024, "utf-8")
+    began = anyio.current_time()
+    assert await queue.wait_for_data(anyio.current_time() + 0.05) is False
+    assert anyio.current_time() - began >= 0.045
+    assert not queue.consumer_waiting
+    async with anyio.create_task_group() as group:
+
+        async def late() -> None:
+            await anyio.sleep(0.01)
+            queue.put(b"late")
+
+        group.start_soon(late)
+        assert await queue.wait_for_data(anyio.current_time() + 30) is True
+    assert queue.take_now() == [b"late"]
+
+
+async def test_a_worker_thread_wakes_the_consumer_through_the_loop() -> None:
+    queue = ChunkQueue(1024, "utf-8")
+    queue.notify_from_thread()
+    def later() -> None:
+        time.sleep(0.02)
+        queue.put(b"from a thread")
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    try:
+        assert await queue.wait_for_data(anyio.current_time() + 30) is True
+    finally:
+        await anyio.to_thread.run_sync(thread.join)
+    assert queue.take_now() == [b"from a thread"]
+    queue.finish()  # on the loop thread too
+    assert await queue.wait_for_data() is True
+
+
+async def test_a_scheduled_call_runs_after_the_ready_tasks_and_a_cancelled_one_never() -> None:
+    loop = current_loop()
+    ran: list[str] = []
+    loop.call_soon(lambda: ran.append("kept"))
+    dropped = loop.call_soon(lambda: ran.append("dropped"))
+    dropped.cancel()
+    assert ran == []
+    for _ in range(5):
+        await anyio.lowlevel.checkpoint()
+    assert ran == ["kept"]
+
+
+async def test_the_idle_hand_over_waits_while_progress_goes_on_and_fires_once_it_stops() -> None:
+    progress = [0]
+    handed: list[int] = []
+    idle = IdleHandOver(lambda: progress[0], lambda: handed.append(progress[0]))
+    idle.arm()
+    for _ in range(5):  # an item per loop turn, as after FastAPI's sleep(0)
+        progress[0] += 1
+        await anyio.lowlevel.checkpoint()
+    assert handed == []
+    for _ in range(10):  # the source waits
+        await anyio.lowlevel.checkpoint()
+        if handed:
+            break
+    assert handed == [5]
+    assert idle.handle is None
+    idle.arm()
+    idle.cancel()
+    for _ in range(5):
+        await anyio.lowlevel.checkpoint()
+    assert handed == [5]
+
+
+async def test_child_tasks_are_cancelled_and_awaited_when_the_block_ends() -> None:
+    states: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            states.append("cancelled")
+
+    async with current_loop().child_tasks([forever(), forever()]):
+        await anyio.sleep(0.01)
+    assert states == ["cancelled", "cancelled"]
+
+
+# -- the guarantees on both loops ------------------------------------------------------------
+
+
+async def run(response: StreamingResponse, recorder: Recorder | None = None) -> Recorder:
+    recorder = recorder or Recorder()
+    await response(http_scope(), recorder.receive, recorder.send)
+    return recorder
+
+
+async def test_a_sync_generator_that_waits_between_items_streams_every_item() -> None:
+    def slow() -> Iterator[bytes]:
+        for n in range(3):
+            time.sleep(0.01)
+            yield f"{n}\n".encode()
+
+    outcomes: list[StreamOutcome] = []
+    recorder = await run(StreamingResponse(slow(), on_outcome=outcomes.append))
+    assert recorder.body == b"0\n1\n2\n"
+    assert recorder.ended
+    assert outcomes[0].kind is Outcome.COMPLETE
+
+
+async def test_a_csv_from_a_sync_source_that_waits_streams_every_row() -> None:
+    def rows() -> Iterator[tuple[int, str]]:
+        for n in range(3):
+            time.sleep(0.01)
+            yield (n, "x")
+
+    recorder = await run(CSVResponse(rows(), columns=("n", "v")))
+    assert recorder.body == b"n,v\r\n0,x\r\n1,x\r\n2,x\r\n"
+
+
+async def test_a_csv_from_an_async_source_hands_over_rows_when_the_source_waits() -> None:
+    async def rows() -> AsyncIterator[tuple[int, str]]:
+        for n in range(3):
+            yield (n, "x")
+            await anyio.sleep(0.01)
+
+    recorder = await run(CSVResponse(rows(), header=False))
+    assert recorder.body == b"0,x\r\n1,x\r\n2,x\r\n"
+    assert len(recorder.bodies) >= 3  # handed over row by row, not held back for the batch
+
+
+async def test_an_event_stream_ends_cleanly_with_its_last_event_on_shutdown() -> None:
+    opened = anyio.Event()
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        yield ServerSentEvent("hello")
+        opened.set()
+        await anyio.sleep_forever()
+
+    response = EventSourceResponse(events(), shutdown_event=ServerSentEvent("bye", event="bye"))
+    recorder = Recorder()
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, response, recorder)
+        await opened.wait()
+        await anyio.lowlevel.checkpoint()
+        assert end_all_streams() == 1
+    assert recorder.ended
+    assert recorder.body.endswith(b"event: bye\ndata: bye\n\n")
+    assert response.outcome is not None
+    assert response.outcome.kind is Outcome.SHUTDOWN
+
+
+async def test_an_http_exception_before_the_first_item_propagates_on_both_loops() -> None:
+    def missing() -> Iterator[bytes]:
+        raise HTTPException(404, "no such model")
+        yield b""  # pragma: no cover
+
+    recorder = Recorder()
+    with pytest.raises(HTTPException):
+        await run(StreamingResponse(missing()), recorder)
+    assert recorder.sent == []
+
+
+async def test_send_timeout_is_refused_at_construction_on_trio_but_kept_on_asyncio(
+    anyio_backend: str,
+) -> None:
+    async def events() -> AsyncIterator[str]:
+        yield "x"
+
+    if anyio_backend == "trio":
+        with pytest.raises(ValueError, match="send_timeout cannot work on trio"):
+            EventSourceResponse(events(), send_timeout=1)
+    else:
+        assert EventSourceResponse(events(), send_timeout=1).send_timeout == 1.0
