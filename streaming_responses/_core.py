@@ -53,7 +53,16 @@ from ._exceptions import (
     StreamShutdown,
     StreamTimeout,
 )
-from ._framing import BatchPlan, Failure, FramingDecision, body_allowed, decide_framing, plan_batch
+from ._framing import (
+    BatchPlan,
+    Failure,
+    FramingDecision,
+    Opening,
+    body_allowed,
+    decide_framing,
+    decide_opening,
+    plan_batch,
+)
 from ._logs import log_failed_stream
 from ._loop_asyncio import ChildTasks
 from ._loops import current_loop
@@ -76,6 +85,12 @@ ErrorChunk = Callable[[BaseException], "bytes | None"]
 COURTESY_SEND_TIMEOUT = 5.0
 #: Seconds the core spends ending a stream cleanly after the server cancelled it.
 CANCELLED_END_TIMEOUT = 0.5
+#: Loop turns an immediate-start stream gives a producer on the loop to produce or fail
+#: before its headers go out (a producer that waits for I/O takes longer than this).
+OPENING_TURNS = 8
+#: Seconds an immediate-start stream gives a producer in a worker thread (a thread cannot be
+#: watched turn by turn) to produce its first item or fail before its headers go out.
+OPENING_THREAD_GRACE = 0.25
 
 
 @dataclass(frozen=True)
@@ -314,9 +329,7 @@ class ChunkPump:
         settings = self.settings
         state = self.state
         if settings.start_immediately:
-            await self._send_start(send, decide_framing_now(settings, None))
-            if settings.opening_chunk:
-                await self._emit(send, settings.opening_chunk, more=True)
+            await self._open(queue, send)
         looked_again = False
         while True:
             if not queue.items and not queue.finished:
@@ -346,6 +359,33 @@ class ChunkPump:
                 return
             if plan.failure is not None:
                 raise self._failure(plan, queue)
+
+    async def _open(self, queue: ChunkQueue, send: Send) -> None:
+        """Start an immediate-start stream once :func:`decide_opening` says so."""
+        settings = self.settings
+        in_thread = self.producer.in_thread
+        grace_ends = anyio.current_time() + OPENING_THREAD_GRACE if in_thread else 0.0
+        turns = 0
+        while True:
+            opening = decide_opening(
+                start_immediately=True,
+                queued=bool(queue.items),
+                finished=queue.finished,
+                failed=queue.error is not None,
+                may_wait=anyio.current_time() < grace_ends if in_thread else turns < OPENING_TURNS,
+            )
+            if opening is Opening.BATCH:
+                return
+            if opening is Opening.START:
+                await self._send_start(send, decide_framing_now(settings, None))
+                if settings.opening_chunk:
+                    await self._emit(send, settings.opening_chunk, more=True)
+                return
+            if in_thread:
+                await queue.wait_for_data(grace_ends)
+            else:
+                turns += 1
+                await anyio.lowlevel.checkpoint()
 
     async def _carry_out(self, plan: BatchPlan, body: bytes, send: Send) -> bool:
         """Send what ``plan`` says; return whether the response finished."""

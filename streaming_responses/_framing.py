@@ -149,3 +149,45 @@ def _plan_started(declared_length: int | None, total: int, size: int, last: bool
     if last:  # ended before the declared length
         return BatchPlan(send=size > 0, failure=Failure.TOO_SHORT, produced=total)
     return BatchPlan(send=size > 0, produced=total)
+
+
+# -- when an immediate-start stream opens -------------------------------------------------------
+
+
+class Opening(enum.Enum):
+    """What the sender of a stream that starts at once (``start_immediately``) does next."""
+
+    #: Give the producer another loop turn (or, in a thread, a little longer) first.
+    WAIT = "wait"
+    #: Send the response start (and the opening chunk) now.
+    START = "start"
+    #: Leave the start to :func:`plan_batch`: the stream does not start at once, or its
+    #: producer failed before producing anything, which must reach the application.
+    BATCH = "batch"
+
+
+def decide_opening(
+    *, start_immediately: bool, queued: bool, finished: bool, failed: bool, may_wait: bool
+) -> Opening:
+    """Decide whether a stream that starts at once sends its headers now.
+
+    Headers go out before the first chunk for streams whose clients need them early
+    (server-sent events: ``EventSource.onopen``), but not before the producer had its chance to
+    fail: it runs until it produced something (``queued``), ended (``finished``, ``failed``), or
+    really waits, which the core tells by ``may_wait`` running out (a few loop turns for
+    producers on the loop, a short grace for one in a worker thread). So validation in a
+    generator before its first item (``HTTPException(404)`` for an unknown model) still gives
+    a real status, and a stream that is slow to produce still opens at once.
+
+    >>> decide_opening(start_immediately=True, queued=False, finished=True, failed=True, may_wait=True)
+    <Opening.BATCH: 'batch'>
+    >>> decide_opening(start_immediately=True, queued=False, finished=False, failed=False, may_wait=False)
+    <Opening.START: 'start'>
+    """
+    if not start_immediately:
+        return Opening.BATCH
+    if failed and not queued:
+        return Opening.BATCH
+    if queued or finished:
+        return Opening.START
+    return Opening.WAIT if may_wait else Opening.START

@@ -307,6 +307,9 @@ class IdleHandOver:
 class Producer:
     """One body source. Subclasses override :meth:`run` and :meth:`close`."""
 
+    #: Whether the source runs in worker threads (the core cannot watch it turn by turn).
+    in_thread: bool = False
+
     async def run(self, queue: ChunkQueue) -> None:
         """Fill ``queue`` until the source ends; let exceptions propagate."""
         raise NotImplementedError
@@ -458,6 +461,8 @@ class SyncIterableProducer(Producer):
     iterator in its thread as soon as its current item is done. Whoever is last to touch the
     iterator (the batch, or :meth:`close` when no batch runs) closes it, exactly once.
     """
+
+    in_thread = True
 
     def __init__(self, iterable: Iterable[Any]) -> None:
         self._iterable = iterable

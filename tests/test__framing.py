@@ -9,8 +9,10 @@ from streaming_responses._framing import (
     Failure,
     Framing,
     FramingDecision,
+    Opening,
     body_allowed,
     decide_framing,
+    decide_opening,
     plan_batch,
 )
 
@@ -126,3 +128,38 @@ def test_a_final_batch_never_ends_a_body_that_is_shorter_than_declared(sent: int
     )
     assert not plan.final
     assert plan.failure is Failure.TOO_SHORT
+
+
+# -- when an immediate-start stream opens -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start_immediately", "queued", "finished", "failed", "may_wait", "expected"),
+    [
+        # not an immediate-start stream: plan_batch decides
+        (False, False, False, False, True, Opening.BATCH),
+        (False, True, True, False, False, Opening.BATCH),
+        # the producer failed before producing anything: the error reaches the application
+        (True, False, True, True, True, Opening.BATCH),
+        (True, False, True, True, False, Opening.BATCH),
+        # it produced something (and maybe failed right after): the stream opens
+        (True, True, False, False, True, Opening.START),
+        (True, True, True, True, True, Opening.START),
+        # it ended without a chunk: the (empty) stream opens
+        (True, False, True, False, True, Opening.START),
+        # nothing yet: wait while it may, then open anyway (it is really waiting)
+        (True, False, False, False, True, Opening.WAIT),
+        (True, False, False, False, False, Opening.START),
+    ],
+)
+def test_an_immediate_start_waits_for_the_producer_to_produce_fail_or_really_wait(
+    start_immediately: bool, queued: bool, finished: bool, failed: bool, may_wait: bool, expected: Opening
+) -> None:
+    decision = decide_opening(
+        start_immediately=start_immediately,
+        queued=queued,
+        finished=finished,
+        failed=failed,
+        may_wait=may_wait,
+    )
+    assert decision is expected

@@ -82,6 +82,7 @@ async def test_waiting_for_data_until_a_deadline_says_whether_any_came() -> None
 async def test_a_worker_thread_wakes_the_consumer_through_the_loop() -> None:
     queue = ChunkQueue(1024, "utf-8")
     queue.notify_from_thread()
+
     def later() -> None:
         time.sleep(0.02)
         queue.put(b"from a thread")

@@ -9,15 +9,18 @@ import math
 import pickle
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -39,6 +42,7 @@ from streaming_responses._events import (
 )
 from streaming_responses._sse import _EncodingIterator
 from streaming_responses.testing import StreamAborted, StreamingTestClient
+from tests.asgi import Recorder, http_scope
 from tests.sse_parser import EventStreamParser, ParsedEvent, parse_stream
 
 # -- the event and its encoding --------------------------------------------------------------
@@ -745,3 +749,94 @@ async def test_head_closes_an_iterator_that_was_never_started() -> None:
     assert Source.closed
     never_started = _EncodingIterator(iter(["x"]), encode_item)
     never_started.close()  # a list iterator has no close(): nothing to do, no error
+
+
+# -- errors before the first event -------------------------------------------------------------
+
+
+def _missing_model_events(style: str) -> Any:
+    """An event source that refuses an unknown model before its first event, in ``style``."""
+
+    async def async_events() -> AsyncIterator[str]:
+        raise HTTPException(404, "unknown model")
+        yield ""  # pragma: no cover
+
+    async def after_a_bare_yield() -> AsyncIterator[str]:
+        await anyio.lowlevel.checkpoint()  # a checkpoint is not a wait
+        raise HTTPException(404, "unknown model")
+        yield ""  # pragma: no cover
+
+    def sync_events() -> Iterator[str]:
+        raise HTTPException(404, "unknown model")
+        yield ""  # pragma: no cover
+
+    async def writer(send_event: Any) -> None:
+        raise HTTPException(404, "unknown model")
+
+    makers: dict[str, Callable[[], Any]] = {
+        "async": async_events,
+        "bare-yield": after_a_bare_yield,
+        "sync": sync_events,
+        "writer": lambda: writer,
+    }
+    return makers[style]()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("style", ["async", "bare-yield", "sync", "writer"])
+async def test_an_http_exception_before_the_first_event_answers_its_real_status(style: str) -> None:
+    async def endpoint(request: Request) -> Response:
+        return EventSourceResponse(_missing_model_events(style))
+
+    client = StreamingTestClient(make_app(endpoint))
+    async with client.stream("GET", "/events") as response:
+        body = await response.read()
+    assert response.status_code == 404
+    assert b"unknown model" in body
+    assert b"event: error" not in body
+
+
+@pytest.mark.anyio
+async def test_an_error_right_after_the_first_event_still_opens_the_stream_with_it() -> None:
+    async def events() -> AsyncIterator[str]:
+        yield "first"
+        raise RuntimeError("then it broke")
+
+    recorder = Recorder()
+    with pytest.raises(RuntimeError):
+        await EventSourceResponse(events())(http_scope(), recorder.receive, recorder.send)
+    assert recorder.start["status"] == 200
+    assert b"data: first\n\n" in recorder.body
+    assert recorder.body.endswith(b"event: error\ndata: stream failed\n\n")
+    assert not recorder.ended
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("in_thread", [False, True])
+async def test_a_stream_whose_first_event_waits_still_opens_before_it(in_thread: bool) -> None:
+    release = threading.Event()
+    opened = anyio.Event()
+
+    async def async_events() -> AsyncIterator[str]:
+        await anyio.to_thread.run_sync(release.wait)
+        yield "late"
+
+    def sync_events() -> Iterator[str]:
+        release.wait()
+        yield "late"
+
+    class Watching(Recorder):
+        async def send(self, message: Any) -> None:
+            await super().send(message)
+            if message["type"] == "http.response.body":
+                opened.set()
+
+    recorder = Watching()
+    response = EventSourceResponse(sync_events() if in_thread else async_events())
+    async with anyio.create_task_group() as group:
+        group.start_soon(response, http_scope(), recorder.receive, recorder.send)
+        with anyio.fail_after(10):
+            await opened.wait()
+        assert recorder.bodies == [b":\n\n"]  # opened before the event exists
+        release.set()
+    assert b"data: late\n\n" in recorder.body

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -147,6 +148,21 @@ async def flood(request: Request) -> Response:
     )
 
 
+def missing(request: Request) -> Response:
+    """An unknown model: HTTPException(404) before the first event (``?style=async|sync``)."""
+
+    async def async_events() -> AsyncIterator[str]:
+        raise HTTPException(404, "unknown model")
+        yield ""  # pragma: no cover
+
+    def sync_events() -> Iterator[str]:
+        raise HTTPException(404, "unknown model")
+        yield ""  # pragma: no cover
+
+    style = request.query_params.get("style", "async")
+    return EventSourceResponse(sync_events() if style == "sync" else async_events())
+
+
 def sync_events(request: Request) -> Response:
     """A sync generator of ``n`` events (run by the core in worker threads, in batches)."""
     n = int(request.query_params.get("n", "5"))
@@ -244,6 +260,7 @@ def create_app() -> Starlette:
             Route("/error", error_after),
             Route("/flood", flood),
             Route("/sync", sync_events),
+            Route("/missing", missing),
             Route("/broker", broker_stream),
             Route("/broker/publish", broker_publish, methods=["POST"]),
             Mount("/fastapi", fastapi_app),

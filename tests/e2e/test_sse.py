@@ -118,6 +118,9 @@ def test_a_client_that_stops_reading_is_dropped_after_send_timeout(sse_server: R
         # response is built, so the endpoint answers 500 instead of failing mid-stream.
         refused = http1(sse_server.port, "GET", "/flood?send_timeout=0.5")
         assert refused.status == 500, refused.describe()
+        deadline = time.monotonic() + 5  # the server logs the error after answering
+        while "send_timeout cannot work on trio" not in sse_server.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert "send_timeout cannot work on trio" in sse_server.output()
         return
     probe_id = f"flood-{time.monotonic_ns()}"
@@ -171,3 +174,13 @@ def test_over_h2c_a_mid_stream_error_reaches_trailers_after_the_error_event() ->
     assert [e.type for e in parse_stream(response.data)] == ["message", "error"], response.describe()
     assert response.trailers or response.reset is not None, response.describe()
     assert response.header("connection") is None
+
+
+@pytest.mark.parametrize("style", ["async", "sync"])
+def test_an_http_exception_before_the_first_event_is_a_real_404(
+    sse_server: RunningServer, style: str
+) -> None:
+    response = http1(sse_server.port, "GET", f"/missing?style={style}")
+    assert response.status == 404, response.describe()
+    assert response.terminated, response.describe()
+    assert b"unknown model" in response.body, response.describe()
