@@ -73,6 +73,17 @@ def _position(digits: str, size: int) -> int:
     return min(int(significant), size + 1)
 
 
+def _before(digits: str, other: str) -> bool:
+    """Whether the decimal ``digits`` is smaller than ``other``, at any length (no capping).
+
+    >>> _before("15000", "20000"), _before("0099", "100"), _before("7", "7")
+    (True, True, False)
+    """
+    a = digits.lstrip("0")
+    b = other.lstrip("0")
+    return (len(a), a) < (len(b), b)
+
+
 def parse_range(header: str, size: int, *, max_ranges: int = MAX_RANGES) -> list[tuple[int, int]] | None:
     """The byte ranges a ``Range`` header selects from a representation of ``size`` bytes.
 
@@ -111,9 +122,9 @@ def parse_range(header: str, size: int, *, max_ranges: int = MAX_RANGES) -> list
         if first:
             start = _position(first, size)
             if last:
-                stop = _position(last, size) + 1
-                if stop <= start:
+                if _before(last, first):
                     return None  # last-pos < first-pos makes the whole header invalid (§14.1.1)
+                stop = _position(last, size) + 1
             else:
                 stop = size
             if start < size:  # otherwise this spec is unsatisfiable; others may still be fine

@@ -24,6 +24,8 @@ def content_disposition(filename: str, disposition_type: str = "attachment") -> 
 
     >>> content_disposition("report.csv")
     'attachment; filename="report.csv"'
+    >>> content_disposition("caf\\udce9.txt")  # from os.listdir() for a Latin-1 name
+    'attachment; filename="caf_.txt"; filename*=UTF-8\\'\\'caf%EF%BF%BD.txt'
     >>> content_disposition("naïve \\"plan\\".txt", "inline")
     'inline; filename="na_ve \\\\"plan\\\\".txt"; filename*=UTF-8\\'\\'na%C3%AFve%20%22plan%22.txt'
     """
@@ -31,8 +33,13 @@ def content_disposition(filename: str, disposition_type: str = "attachment") -> 
         raise TypeError(f"filename must be a str, not {type(filename).__name__}")
     if disposition_type not in _DISPOSITION_TYPES:
         raise ValueError(f"disposition_type must be 'attachment' or 'inline', not {disposition_type!r}")
-    # Control characters have no business in a file name and could split the header.
-    cleaned = "".join(" " if ord(char) < 0x20 or ord(char) == 0x7F else char for char in filename)
+    # Control characters have no business in a file name and could split the header. A lone
+    # surrogate (what os.listdir() returns for a name that is not UTF-8) has no UTF-8 form:
+    # it becomes U+FFFD, the replacement character, rather than an encoding error.
+    cleaned = "".join(
+        " " if ord(char) < 0x20 or ord(char) == 0x7F else "\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char
+        for char in filename
+    )
     if not cleaned.strip():
         raise ValueError(f"filename {filename!r} has no printable characters")
     fallback = "".join(char if 0x20 <= ord(char) < 0x7F else "_" for char in cleaned)

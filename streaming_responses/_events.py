@@ -73,6 +73,25 @@ def _check_name(value: object, name: str, forbidden: str) -> str | None:
     return str.__str__(value)
 
 
+#: Optional whitespace around a header value (RFC 9110 §5.6.3), which clients trim.
+_OWS = " \t"
+
+
+def _check_id(value: object) -> str | None:
+    """An event id the client can send back: no CR, LF or NUL, no space or tab at either end.
+
+    A browser sends the id back in the ``Last-Event-ID`` header, and HTTP trims whitespace at
+    the ends of a field value (RFC 9110 §5.5): an id with it could never be found again.
+    """
+    checked = _check_name(value, "id", "\r\n\0")
+    if checked and (checked[0] in _OWS or checked[-1] in _OWS):
+        raise ValueError(
+            "ServerSentEvent id must not start or end with a space or tab: the client sends it back in "
+            f"the Last-Event-ID header, which HTTP trims, so it could never be resumed: {checked!r:.80}"
+        )
+    return checked
+
+
 class ServerSentEvent:
     """One server-sent event, immutable, validated and encoded when it is built.
 
@@ -83,7 +102,8 @@ class ServerSentEvent:
     ``ValueError``; an object JSON cannot represent raises ``TypeError``.
 
     ``event`` (the type, ``message`` when absent) must not contain CR or LF; ``id`` must not
-    contain CR, LF or NUL (``ValueError`` naming the field); ``retry`` is the reconnection time
+    contain CR, LF or NUL, nor start or end with a space or tab, which the ``Last-Event-ID``
+    header it comes back in would lose (``ValueError`` naming the field); ``retry`` is the reconnection time
     in milliseconds, a non-negative ``int``. ``comment`` is sent as ``:`` lines, which clients
     ignore; an event with only a comment is a keep-alive.
 
@@ -159,8 +179,8 @@ class ServerSentEvent:
             text = str.__str__(data)  # the text of a str subclass (an enum member, say)
         else:
             text = json_text(data)
-        if id is not None and (type(id) is not str or "\n" in id or "\r" in id or "\0" in id):
-            id = _check_name(id, "id", "\r\n\0")
+        if id is not None:
+            id = _check_id(id)
         if event is not None:
             event = _check_name(event, "event", "\r\n")
         if retry is not None:
@@ -215,7 +235,7 @@ class ServerSentEvent:
 
             ServerSentEvent("hi").with_id("7")  # == ServerSentEvent("hi", id="7")
         """
-        id = _check_name(id, "id", "\r\n\0")
+        id = None if id is None else _check_id(id)
         copy = object.__new__(ServerSentEvent)
         copy._data = self._data
         copy._id = id

@@ -91,6 +91,10 @@ class StreamingResponse(StarletteStreamingResponse):
     message_bytes: ClassVar[int] = 64 * 1024
     #: Whether headers go out before the first chunk exists (server-sent events set it).
     start_immediately: ClassVar[bool] = False
+    #: The ``X-Content-Type-Options`` value sent unless the headers set one (``None``: none).
+    #: Browsers sniff the type of a ``text/plain`` body and show nothing of it until about
+    #: 512 bytes arrived (WHATWG MIME Sniffing §7); ``nosniff`` lets each line show as it comes.
+    content_type_options: ClassVar[bytes | None] = b"nosniff"
 
     content: Content
 
@@ -141,6 +145,9 @@ class StreamingResponse(StarletteStreamingResponse):
         self.media_type = self.media_type if media_type is None else media_type
         self.background = background
         self.init_headers(headers)
+        nosniff = self.content_type_options
+        if nosniff is not None and all(name != b"x-content-type-options" for name, _ in self.raw_headers):
+            self.raw_headers.append((b"x-content-type-options", nosniff))
         declared = self._take_content_length_header()
         if options.content_length is not None:
             declared = options.content_length

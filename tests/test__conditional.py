@@ -323,3 +323,16 @@ def test_decide_answers_ranges_only_for_get_and_only_when_if_range_allows() -> N
     )
     with pytest.raises(RangeNotSatisfiable):
         decide("GET", [("range", "bytes=100-")], validators=V, size=100, now=1e9)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=5000-4000",  # reversed inside the file
+        "bytes=20000-15000",  # reversed past its end: the same malformed header, not a 416
+        "bytes=99999999999999999999999-99999999999999999999998",  # beyond any cap
+        "bytes=0-9, 20000-15000",  # one reversed spec makes the whole header invalid
+    ],
+)
+def test_a_reversed_range_is_ignored_wherever_it_points(header: str) -> None:
+    assert parse_range(header, 10_000) is None

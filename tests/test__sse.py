@@ -141,6 +141,9 @@ def test_retry_is_sent_as_digits_the_client_accepts() -> None:
         ({"event": "a\rb"}, ValueError, "event must not contain '\\\\r'"),
         ({"id": "1\n2"}, ValueError, "id must not contain '\\\\n'"),
         ({"id": "1\x002"}, ValueError, "id must not contain '\\\\x00'"),
+        ({"id": " 42"}, ValueError, "id must not start or end with a space or tab"),
+        ({"id": "42 "}, ValueError, "id must not start or end with a space or tab"),
+        ({"id": "42\t", "event": "tick"}, ValueError, "id must not start or end with a space or tab"),
         ({"retry": -1}, ValueError, "retry must be a non-negative"),
         ({"retry": 1.5}, TypeError, "retry must be an int"),
         ({"retry": True}, TypeError, "retry must be an int"),
@@ -840,3 +843,10 @@ async def test_a_stream_whose_first_event_waits_still_opens_before_it(in_thread:
         assert recorder.bodies == [b":\n\n"]  # opened before the event exists
         release.set()
     assert b"data: late\n\n" in recorder.body
+
+
+def test_an_id_that_http_would_trim_is_refused_also_when_set_later() -> None:
+    with pytest.raises(ValueError, match="could never be resumed"):
+        ServerSentEvent("hi").with_id("7 ")
+    assert ServerSentEvent("hi", id="a b").id == "a b"  # inner spaces survive the header
+    assert ServerSentEvent("hi", id="").id == ""  # an empty id resets the client's last id

@@ -225,3 +225,49 @@ def test_a_subclass_changes_settings_through_class_attributes() -> None:
     response = Small(iter([b"x"]))
     assert response.pump_settings().message_bytes == 8
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+# -- X-Content-Type-Options ----------------------------------------------------------------------
+
+
+def _every_class(tmp_path: Any) -> list[Any]:
+    from streaming_responses import (
+        CSVResponse,
+        EventSourceResponse,
+        FileResponse,
+        JSONLinesResponse,
+        StreamingTemplates,
+    )
+
+    (tmp_path / "page.html").write_text("<p>{{ n }}</p>")
+    (tmp_path / "data.txt").write_text("hello")
+    templates = StreamingTemplates(directory=str(tmp_path))
+    request = Request(http_scope())
+    return [
+        StreamingResponse(iter([b"x"]), media_type="text/plain"),
+        EventSourceResponse(iter(["x"])),
+        FileResponse(tmp_path / "data.txt"),
+        CSVResponse(iter([(1, 2)])),
+        JSONLinesResponse(iter([{"a": 1}])),
+        templates.stream(request, "page.html", {"n": 1}),
+    ]
+
+
+def test_every_class_sends_nosniff_by_default(tmp_path: Any) -> None:
+    for response in _every_class(tmp_path):
+        assert (b"x-content-type-options", b"nosniff") in response.raw_headers, type(response).__name__
+
+
+def test_a_content_type_options_header_given_by_the_user_wins() -> None:
+    response = StreamingResponse(iter([b"x"]), headers={"X-Content-Type-Options": "other"})
+    assert [v for k, v in response.raw_headers if k == b"x-content-type-options"] == [b"other"]
+
+
+@pytest.mark.anyio
+async def test_a_subclass_can_turn_nosniff_off_with_its_class_attribute() -> None:
+    class Sniffable(StreamingResponse):
+        content_type_options = None
+
+    recorder = Recorder()
+    await Sniffable(iter([b"x"]))(http_scope(), recorder.receive, recorder.send)
+    assert b"x-content-type-options" not in recorder.headers

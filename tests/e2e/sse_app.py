@@ -21,7 +21,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from streaming_responses import EventBroker, EventSourceResponse, ServerSentEvent, last_event_id
+from streaming_responses import (
+    EventBroker,
+    EventSourceResponse,
+    ServerSentEvent,
+    StreamingResponse,
+    last_event_id,
+)
 
 
 class Probes:
@@ -207,6 +213,9 @@ async def report(request: Request) -> Response:
     probe_id = request.query_params.get("id")
     if request.method == "POST":
         PROBES.record(probe_id, report=await request.json())
+        release = RELEASES.get(probe_id or "")
+        if release is not None:
+            release.set()
         return JSONResponse({"ok": True})
     return JSONResponse((PROBES.get(probe_id or "") or {}).get("report"))
 
@@ -238,6 +247,51 @@ async def page(request: Request) -> Response:
     return HTMLResponse(PAGE)
 
 
+#: A page that shows a slow ``text/plain`` stream in an iframe and reports when its first
+#: line is on screen (the stream waits for that report before it sends its second line).
+PLAIN_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>text/plain</title></head><body>
+<iframe id="frame" src="/plain-clock?id=ID"></iframe>
+<script>
+const frame = document.getElementById("frame");
+let reported = false;
+const started = performance.now();
+const timer = setInterval(() => {
+  const doc = frame.contentDocument;
+  const text = doc && doc.body ? doc.body.innerText : "";
+  if (!reported && text.includes("line 0")) {
+    reported = true;
+    clearInterval(timer);
+    fetch("/_report?id=ID", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({text, after_ms: performance.now() - started})});
+  }
+}, 20);
+</script></body></html>
+"""
+RELEASES: dict[str, anyio.Event] = {}
+
+
+async def plain_page(request: Request) -> Response:
+    probe_id = request.query_params.get("id", "")
+    RELEASES[probe_id] = anyio.Event()
+    return HTMLResponse(PLAIN_PAGE.replace("ID", probe_id))
+
+
+async def plain_clock(request: Request) -> Response:
+    """``line 0``, then ``line 1`` once the page reported ``line 0`` on screen (or after 15 s)."""
+    probe_id = request.query_params.get("id", "")
+    release = RELEASES.setdefault(probe_id, anyio.Event())
+
+    async def lines() -> AsyncIterator[str]:
+        yield "line 0\n"
+        with anyio.move_on_after(15) as waited:
+            await release.wait()
+        PROBES.record(probe_id, released_by="timeout" if waited.cancelled_caught else "report")
+        yield "line 1\n"
+
+    return StreamingResponse(lines(), media_type="text/plain")
+
+
 fastapi_app = FastAPI()
 
 
@@ -254,6 +308,8 @@ def create_app() -> Starlette:
             Route("/_state", state),
             Route("/_report", report, methods=["GET", "POST"]),
             Route("/page", page),
+            Route("/plain-page", plain_page),
+            Route("/plain-clock", plain_clock),
             Route("/counter", counter, methods=["GET", "HEAD"]),
             Route("/idle", idle),
             Route("/slow-first", slow_first),

@@ -32,6 +32,51 @@ def _report(port: int, probe_id: str) -> Any:
     return json.loads(response.body)
 
 
+def _chromium(url: str, profile: str) -> subprocess.Popen[bytes]:
+    assert CHROMIUM is not None
+    return subprocess.Popen(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            f"--user-data-dir={profile}",
+            url,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make system-deps installs it)")
+def test_a_slow_text_plain_stream_shows_its_first_line_before_the_next_one_is_sent() -> None:
+    # Without X-Content-Type-Options: nosniff, Chromium sniffs the type of a text/plain body
+    # and shows nothing until about 512 bytes arrived: the first line would stay invisible
+    # until the stream gave up waiting for the page and ended.
+    server = start_server("uvicorn-httptools", app="tests.e2e.sse_app:app")
+    probe_id = uuid.uuid4().hex[:12]
+    profile = tempfile.mkdtemp(prefix="e2e-chromium-")
+    browser = None
+    try:
+        browser = _chromium(server.url(f"/plain-page?id={probe_id}"), profile)
+        deadline = time.monotonic() + 40
+        probe: dict[str, Any] = {}
+        while "released_by" not in probe and time.monotonic() < deadline:
+            probe = json.loads(http1(server.port, "GET", f"/_state?id={probe_id}").body)["probe"] or {}
+            time.sleep(0.1)
+    finally:
+        if browser is not None:
+            browser.kill()
+            browser.wait(10)
+        server.stop()
+        shutil.rmtree(profile, ignore_errors=True)
+    assert probe.get("released_by") == "report", f"line 0 never showed while the stream was open: {probe}"
+    assert "line 1" not in probe["report"]["text"], probe
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make system-deps installs it)")
 def test_eventsource_reconnects_with_last_event_id_and_gets_every_event_exactly_once() -> None:
     assert CHROMIUM is not None
