@@ -43,6 +43,7 @@ from ._files import FileResponse
 from ._framing import Framing
 from ._jsonlines import JSONLinesResponse
 from ._logs import DuplicateStreamErrorFilter
+from ._middleware import StreamingHTTPMiddleware
 from ._outcome import Outcome, StreamOutcome
 from ._shutdown import ShutdownPolicy, end_all_streams
 from ._sse import EventSourceResponse, last_event_id
@@ -75,6 +76,7 @@ __all__ = (
     "StreamOutcome",
     "StreamShutdown",
     "StreamTimeout",
+    "StreamingHTTPMiddleware",
     "StreamingResponse",
     "StreamingTemplateResponse",
     "StreamingTemplates",

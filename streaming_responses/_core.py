@@ -38,6 +38,7 @@ import anyio.lowlevel
 from starlette.requests import ClientDisconnect
 
 from ._compression import MIN_SIZE, Codings, MessageCoder, coded_start, offered
+from ._deployment import check_framing, check_wrapping
 from ._endings import (
     TRAILER_DECLARATION,
     Ending,
@@ -166,6 +167,7 @@ class ChunkPump:
         self._coder: MessageCoder | None = None
         #: Whether the response says ``Vary: Accept-Encoding`` (it negotiates).
         self._vary = False
+        self._scope: Scope = {}
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> StreamOutcome:
         observe: StreamObserver | None = scope.get(OBSERVER_SCOPE_KEY)
@@ -179,6 +181,8 @@ class ChunkPump:
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> StreamOutcome:
         self._begun = time.perf_counter()
+        self._scope = scope
+        check_wrapping(send)
         settings = self.settings
         method = scope.get("method", "GET")
         self._request_line = (method, scope.get("path", ""))
@@ -493,6 +497,7 @@ class ChunkPump:
             headers, decision = coded_start(headers, coder.coding, decision, coded_length)
         state = self.state
         state.start(decision.framing)
+        check_framing(self._scope, decision.framing)
         state.last_send = anyio.current_time()
         self._first_byte = time.perf_counter() - self._begun
         if decision.content_length is not None:
