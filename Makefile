@@ -17,7 +17,8 @@ interpreter = $(shell p="$$(pyenv prefix $(1) 2>/dev/null)"; \
 	bench bench-smoke clean
 
 # Debian packages the tests (chromium, for EventSource and the demo in a real browser; redis-server,
-# which the broker tests start on free ports themselves) and the benchmarks (nginx-light, the
+# which the broker tests start on free ports themselves; nginx-light and caddy, the reverse proxies
+# of the deployment tests) and the benchmarks (nginx-light, the
 # file-serving yardstick) need; installed with apt-get only when missing.
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -29,6 +30,8 @@ system-deps:
 		{ $(SUDO) $(APT_GET) update -q && $(SUDO) $(APT_GET) install -y -q --no-install-recommends nginx-light; }
 	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || \
 		{ $(SUDO) $(APT_GET) update -q && $(SUDO) $(APT_GET) install -y -q --no-install-recommends redis-server; }
+	@command -v caddy >/dev/null 2>&1 || \
+		{ $(SUDO) $(APT_GET) update -q && $(SUDO) $(APT_GET) install -y -q --no-install-recommends caddy; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

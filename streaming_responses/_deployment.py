@@ -41,6 +41,8 @@ HTTP10_WARNING = (
     "'proxy_http_version 1.1;' (and 'proxy_buffering off;' for prompt streams)"
 )
 
+#: How servers name HTTP/1.0 in the scope (granian 2.8 says "1").
+_HTTP10 = frozenset({"1.0", "1"})
 #: The hazards already reported in this process.
 _GIVEN: set[str] = set()
 
@@ -115,8 +117,10 @@ def unsized_to_http10(scope: Mapping[str, Any], framing: Framing) -> bool:
     False
     >>> unsized_to_http10({"http_version": "1.1"}, Framing.CHUNKED)
     False
+    >>> unsized_to_http10({"http_version": "1"}, Framing.CHUNKED)  # granian 2.8's "1.0"
+    True
     """
-    return framing is Framing.CHUNKED and scope.get("http_version") == "1.0"
+    return framing is Framing.CHUNKED and scope.get("http_version") in _HTTP10
 
 
 def check_wrapping(send: Callable[..., Any]) -> None:

@@ -129,6 +129,43 @@ async def state(request: Request) -> Response:
     return JSONResponse({})
 
 
+#: Per ``?id=``: set when the client says it has read the first line of ``/relay``.
+RELEASES: dict[str, anyio.Event] = {}
+RELEASED_BY: dict[str, str] = {}
+
+
+async def relay(request: Request) -> Response:
+    """``first`` at once, then ``second`` once the client called ``/release`` (or after 10 s).
+
+    A proxy that holds the first line back (buffering) keeps the client from ever asking for
+    the second, so ``GET /released?id=`` then says ``timeout``.
+    """
+    probe_id = request.query_params.get("id", "")
+    release = RELEASES.setdefault(probe_id, anyio.Event())
+    kind = request.query_params.get("kind", "stream")
+
+    async def lines() -> AsyncIterator[str]:
+        yield "first\n"
+        with anyio.move_on_after(10) as waited:
+            await release.wait()
+        RELEASED_BY[probe_id] = "timeout" if waited.cancelled_caught else "client"
+        yield "second\n"
+
+    if kind == "events":
+        return EventSourceResponse(lines())
+    return StreamingResponse(lines(), media_type="text/plain")
+
+
+async def release(request: Request) -> Response:
+    probe_id = request.query_params.get("id", "")
+    RELEASES.setdefault(probe_id, anyio.Event()).set()
+    return JSONResponse({})
+
+
+async def released(request: Request) -> Response:
+    return JSONResponse({"by": RELEASED_BY.get(request.query_params.get("id", ""))})
+
+
 async def static(request: Request) -> Response:
     return Response("", media_type="text/css")
 
@@ -148,6 +185,9 @@ STACKS: dict[str, list[Middleware]] = {
 app = Starlette(
     routes=[
         Route("/_state", state),
+        Route("/relay", relay),
+        Route("/release", release),
+        Route("/released", released),
         Route("/static/{path:path}", static, name="static"),
         *(
             Mount(f"/{name}", routes=[Route("/{kind}", endpoint)], middleware=stack)
