@@ -13,6 +13,13 @@ shutdown without any wiring by the user. The rules that keep it contained:
   ``signal.signal`` handlers, hypercorn's and granian's ``loop.add_signal_handler``, whose
   wake-up file descriptor is untouched), so the server still shuts down as it always does. No
   server is patched and nothing happens at import time.
+* where the process would die of the signal (a hypercorn worker process leaves SIGTERM at its
+  default: a signal to the whole process group, as Ctrl-C or systemd's default stop sends, used
+  to kill it mid-stream), the streams end first and the process then dies of the same signal,
+  at the latest :data:`DEFAULT_ACTION_DELAY` seconds later;
+* a hypercorn worker process learns of a shutdown from its master through a multiprocessing
+  event, not a signal: while such streams are open there, a watcher thread waits on that event
+  (found as the ``shutdown_event`` argument hypercorn starts the worker with) and ends them.
 
 Why the core needs this: uvicorn, hypercorn and granian all wait for in-flight responses when
 they shut down, and none of them tells the application (no ``http.disconnect``, no
@@ -23,6 +30,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -35,6 +44,46 @@ logger = logging.getLogger("streaming_responses")
 
 #: Signals that mean "the server is shutting down".
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Seconds a process that dies of a signal by default waits for its streams to end first.
+DEFAULT_ACTION_DELAY = 1.0
+#: How often the watcher of a hypercorn worker looks at its master's shutdown event.
+WATCH_INTERVAL = 0.1
+
+
+def master_shutdown_event() -> Any | None:
+    """The multiprocessing event by which a hypercorn master tells this worker to shut down.
+
+    Hypercorn starts each worker process with ``shutdown_event=`` among the keyword arguments of
+    its target; ``multiprocessing`` keeps them on the worker's own process object. ``None`` in
+    any other process.
+    """
+    if multiprocessing.parent_process() is None:
+        return None
+    arguments = getattr(multiprocessing.current_process(), "_kwargs", None)
+    event = arguments.get("shutdown_event") if isinstance(arguments, dict) else None
+    return event if callable(getattr(event, "wait", None)) else None
+
+
+class MasterWatch:
+    """A daemon thread that ends the streams once a hypercorn master asks its worker to stop."""
+
+    def __init__(self, event: Any, on_shutdown: Callable[[], None]) -> None:
+        self._event = event
+        self._on_shutdown = on_shutdown
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="streaming_responses-shutdown", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stopped.is_set():
+            if self._event.wait(WATCH_INTERVAL):
+                if not self._stopped.is_set():
+                    self._on_shutdown()
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+
 
 Stopper = Callable[[], None]
 _Handler = Callable[[int, FrameType | None], Any] | int | None
@@ -62,6 +111,8 @@ class LoopStreams:
         #: Set once a shutdown signal arrived: streams that open afterwards end at once.
         self.draining = False
         self._previous: dict[int, _Handler] = {}
+        self._dying: int | None = None
+        self._watch: MasterWatch | None = None
 
     def add(self, stopper: Stopper) -> None:
         self.stoppers.add(stopper)
@@ -74,6 +125,9 @@ class LoopStreams:
         self.stoppers.discard(stopper)
         if not self.stoppers:
             self._restore_handlers()
+            if self._dying is not None:
+                # The last stream has ended: now die of the signal, as the process would have.
+                self.loop.call_soon_threadsafe(self._die)
 
     def end_all(self) -> int:
         stoppers = list(self.stoppers)
@@ -81,16 +135,32 @@ class LoopStreams:
             stopper()
         return len(stoppers)
 
+    def _drain(self, why: str) -> None:
+        if not self.draining:
+            self.draining = True
+            logger.info("%s: ending %d open stream(s)", why, len(self.stoppers))
+            self.loop.call_soon_threadsafe(self.end_all)
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs in the main thread between two bytecodes, possibly inside the loop itself:
         # only hand the work to the loop, which is safe from a signal handler.
-        if not self.draining:
-            self.draining = True
-            logger.info("signal %d: ending %d open stream(s)", signum, len(self.stoppers))
-            self.loop.call_soon_threadsafe(self.end_all)
+        self._drain(f"signal {signum}")
         previous = self._previous.get(signum)
         if callable(previous):
             previous(signum, frame)
+        elif previous == signal.SIG_DFL and self._dying is None:
+            # The process was to die of this signal: it still will, once its streams ended (or
+            # after DEFAULT_ACTION_DELAY). A second signal meanwhile kills it at once.
+            self._dying = signum
+            signal.signal(signum, signal.SIG_DFL)
+            timer = threading.Timer(DEFAULT_ACTION_DELAY, self._die)
+            timer.daemon = True
+            timer.start()
+
+    def _die(self) -> None:
+        signum = self._dying
+        if signum is not None:
+            os.kill(os.getpid(), signum)
 
     def _install_handlers(self) -> None:
         # signal.signal() only works in the main thread; elsewhere (a TestClient's portal
@@ -99,17 +169,23 @@ class LoopStreams:
             return
         for signum in SHUTDOWN_SIGNALS:
             previous = signal.getsignal(signum)
-            # Default or ignored: the server handles nothing, so there is nothing to chain to
-            # and the process dies (or ignores it) whatever we do.
-            if not callable(previous):
+            # An ignored signal stays ignored (a hypercorn worker ignores SIGINT: its master
+            # decides); a default one still kills the process, after the streams ended.
+            if previous == signal.SIG_IGN or previous is None:
                 continue
             try:
                 signal.signal(signum, self._on_signal)
             except ValueError:  # pragma: no cover - not the main interpreter
                 return
             self._previous[signum] = previous
+        event = master_shutdown_event()
+        if event is not None:
+            self._watch = MasterWatch(event, lambda: self._drain("the server's master asked to stop"))
 
     def _restore_handlers(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         for signum, previous in self._previous.items():
             # Put the server's handler back only if ours is still the one installed.
             if signal.getsignal(signum) == self._on_signal:

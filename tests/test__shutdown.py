@@ -282,3 +282,30 @@ async def test_background_tasks_run_after_a_clean_shutdown_end() -> None:
         await started(recorder)
         end_all_streams()
     assert ran == ["background"]
+
+
+def test_outside_a_hypercorn_worker_there_is_no_master_event_to_watch() -> None:
+    from streaming_responses._shutdown import master_shutdown_event
+
+    assert master_shutdown_event() is None
+
+
+def test_the_master_watch_calls_back_once_the_event_is_set_and_not_after_it_was_stopped() -> None:
+    import threading as _threading
+
+    from streaming_responses._shutdown import MasterWatch
+
+    event = _threading.Event()
+    called = _threading.Event()
+    watch = MasterWatch(event, called.set)
+    event.set()
+    assert called.wait(10)
+    watch.stop()
+
+    quiet = _threading.Event()
+    calls: list[int] = []
+    stopped = MasterWatch(quiet, lambda: calls.append(1))
+    stopped.stop()
+    quiet.set()
+    stopped._thread.join(10)
+    assert calls == []

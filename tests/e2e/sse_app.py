@@ -8,6 +8,7 @@ process of the machine), so the tests compare them with their own clock.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -205,7 +206,9 @@ async def broker_publish(request: Request) -> Response:
 
 async def state(request: Request) -> Response:
     probe_id = request.query_params.get("id")
-    return JSONResponse({"probe": PROBES.get(probe_id) if probe_id else None, "now": time.monotonic()})
+    return JSONResponse(
+        {"probe": PROBES.get(probe_id) if probe_id else None, "now": time.monotonic(), "pid": os.getpid()}
+    )
 
 
 async def report(request: Request) -> Response:

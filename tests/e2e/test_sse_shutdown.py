@@ -8,6 +8,8 @@ uvicorn and granian wait for an endless stream forever and hypercorn cuts it aft
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import signal
 import subprocess
 import time
@@ -17,8 +19,8 @@ import pytest
 
 from tests.sse_parser import parse_stream
 
-from .clients import ConnectionClosed, H1Connection
-from .servers import KINDS, ServerKind, start_server
+from .clients import ConnectionClosed, H1Connection, http1
+from .servers import KINDS, RunningServer, ServerKind, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -58,19 +60,46 @@ def _with_args(argv: Callable[[str, int], list[str]], *extra: str) -> Callable[[
     return build
 
 
-#: ``hypercorn app:app`` runs its app in a worker process it spawns (``--workers 1`` is the
-#: default); a signal to the parent's pid reaches the worker only as a multiprocessing event,
-#: which the app cannot see, so the stream ends at hypercorn's graceful timeout (3 s).
-#: (Signalling the whole group does not help: the worker has no handlers, SIGTERM kills it
-#: mid-stream.) ``hypercorn-inprocess`` serves with ``--workers 0``: the app runs in the
-#: signalled process.
-HYPERCORN_PID_ONLY = pytest.param(
+#: How a server is stopped: a signal to its main pid or to its whole process group (Ctrl-C in a
+#: terminal, systemd's default KillMode), with several worker processes, or under the reloader.
+MODES = ["pid", "group", "workers", "workers-group", "reload"]
+#: The extra arguments of each mode, per server family (the "-inprocess" kind runs hypercorn's
+#: app in the signalled process itself, ``--workers 0``).
+EXTRA: dict[tuple[str, str], tuple[str, ...]] = {
+    ("uvicorn", "workers"): ("--workers", "2"),
+    ("uvicorn", "workers-group"): ("--workers", "2"),
+    ("uvicorn", "reload"): ("--reload", "--reload-dir", "tests/e2e"),
+    ("hypercorn", "workers"): ("--workers", "2"),
+    ("hypercorn", "workers-group"): ("--workers", "2"),
+    ("hypercorn", "reload"): ("--reload",),
+    ("granian", "workers"): ("--workers", "2"),
+    ("granian", "workers-group"): ("--workers", "2"),
+    ("granian", "reload"): ("--reload", "--reload-paths", "tests/e2e"),
+}
+KIND_NAMES = [
+    "uvicorn-httptools",
+    "uvicorn-h11",
     "hypercorn",
-    marks=pytest.mark.xfail(
-        strict=True, reason="hypercorn's worker process never sees a signal sent to the parent pid"
-    ),
-)
-KIND_NAMES = ["uvicorn-httptools", "uvicorn-h11", HYPERCORN_PID_ONLY, "hypercorn-inprocess", "granian"]
+    "hypercorn-inprocess",
+    "hypercorn-trio",
+    "granian",
+]
+CASES = [
+    (kind, mode)
+    for kind in KIND_NAMES
+    for mode in MODES
+    # --workers 0 serves in the signalled process: there are no workers and no reloader.
+    if not (kind == "hypercorn-inprocess" and mode not in ("pid", "group"))
+]
+
+
+def _wait_for_workers(server: RunningServer, count: int, timeout: float = 15.0) -> None:
+    """Wait until ``count`` worker processes answer (a signal during startup is another test)."""
+    pids: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(pids) < count and time.monotonic() < deadline:
+        pids.add(json.loads(http1(server.port, "GET", "/_state", {"Connection": "close"}).body)["pid"])
+    assert len(pids) >= count, f"only {len(pids)} worker(s) answered within {timeout}s"
 
 
 def _read_to_end(conn: H1Connection, deadline: float) -> tuple[bytes, bool, float]:
@@ -87,18 +116,24 @@ def _read_to_end(conn: H1Connection, deadline: float) -> tuple[bytes, bool, floa
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-@pytest.mark.parametrize("kind_name", KIND_NAMES)
+@pytest.mark.parametrize(("kind_name", "mode"), CASES)
 def test_a_shutdown_signal_ends_every_open_stream_cleanly_and_the_server_exits(
-    kind_name: str, signum: signal.Signals
+    kind_name: str, mode: str, signum: signal.Signals
 ) -> None:
     base = KINDS[kind_name.removesuffix("-inprocess")]
     argv = _without_grace(base.argv)
     if kind_name.endswith("-inprocess"):
         argv = _with_args(argv, "--workers", "0")
-    kind = ServerKind(f"{kind_name}-no-grace", argv)
+    family = kind_name.split("-")[0]
+    extra = EXTRA.get((family, mode), ())
+    if extra:
+        argv = _with_args(argv, *extra)
+    kind = ServerKind(f"{kind_name}-{mode}-no-grace", argv)
     server = start_server(kind, app=APP)
     conns: list[H1Connection] = []
     try:
+        if mode.startswith("workers"):
+            _wait_for_workers(server, 2)
         for i in range(STREAMS):
             conn = H1Connection(server.port, timeout=10.0)
             conns.append(conn)
@@ -108,7 +143,10 @@ def test_a_shutdown_signal_ends_every_open_stream_cleanly_and_the_server_exits(
             assert head.chunked, head
             assert conn.read_frame(), "no opening bytes"  # the stream is open and running
         signalled = time.monotonic()
-        server.process.send_signal(signum)
+        if mode.endswith("group"):
+            os.killpg(server.process.pid, signum)  # the server runs in a process group of its own
+        else:
+            server.process.send_signal(signum)
         results = [_read_to_end(conn, signalled + 10.0) for conn in conns]
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.process.wait(EXIT_WITHIN + 5)
