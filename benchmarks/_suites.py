@@ -40,6 +40,7 @@ SUITES: tuple[str, ...] = (
     "suite_templates",
     "suite_compression",
     "suite_broker",
+    "suite_fairness",
 )
 
 

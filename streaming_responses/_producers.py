@@ -55,6 +55,7 @@ from collections.abc import (
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from ._exceptions import ResponseStateError
@@ -63,6 +64,28 @@ from ._types import Writer
 
 #: How long closing a producer may take before the core stops waiting for it.
 CLOSE_TIMEOUT = 5.0
+#: Worker threads that sync producers of one event loop may run at the same time, together.
+#: Their batches hold the GIL while they encode rows; with more of them than this, the event
+#: loop waits for the GIL behind each one, and every other request on the server waits too.
+PRODUCER_THREADS = 2
+#: Seconds after which a batch still in its thread is taken as waiting for its source (a feed
+#: blocked on a queue) rather than working: it goes on without its place among
+#: ``PRODUCER_THREADS``, so sources that wait never keep the others from starting.
+WAITING_BATCH = 0.25
+
+_PRODUCER_LIMITER: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
+    "streaming_responses_producer_threads"
+)
+
+
+def producer_limiter() -> anyio.CapacityLimiter:
+    """The limiter every sync producer of the running event loop shares (one per loop)."""
+    try:
+        return _PRODUCER_LIMITER.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(PRODUCER_THREADS)
+        _PRODUCER_LIMITER.set(limiter)
+        return limiter
 
 
 def coerce_chunk(chunk: object, charset: str) -> bytes:
@@ -460,6 +483,11 @@ class SyncIterableProducer(Producer):
     that is cancelled is abandoned: the response ends at once, and the batch itself closes the
     iterator in its thread as soon as its current item is done. Whoever is last to touch the
     iterator (the batch, or :meth:`close` when no batch runs) closes it, exactly once.
+
+    Batches of every sync producer of a loop share :data:`PRODUCER_THREADS` places
+    (:func:`producer_limiter`), so that the event loop keeps its share of the GIL however many
+    downloads run. A batch still running after :data:`WAITING_BATCH` seconds gives its place
+    up and goes on: the response then waits for the batch's own signal that it returned.
     """
 
     in_thread = True
@@ -484,31 +512,72 @@ class SyncIterableProducer(Producer):
     async def run(self, queue: ChunkQueue) -> None:
         queue.notify_from_thread()
         self._iterator = iter(self._iterable)
-        run_batch = self._context.run
         batch = self._batch
+        limiter = producer_limiter()
+        loop = current_loop()
+        call_soon = loop.thread_caller()
         while not self._exhausted and not self._stop:
-            await anyio.to_thread.run_sync(run_batch, batch, queue, abandon_on_cancel=True)
+            returned = loop.waker()
+            hop = self._hop
+            with anyio.move_on_after(WAITING_BATCH) as waited:
+                await anyio.to_thread.run_sync(
+                    batch, queue, hop, returned, call_soon, abandon_on_cancel=True, limiter=limiter
+                )
+            if waited.cancelled_caught:
+                with self._lock:
+                    began = self._began == hop
+                    self._hop += 1  # a batch of this hop that has not begun never will
+                if not began:
+                    continue  # it was still waiting for a place: ask again
+                # Abandoning the wait gave the place back; the batch goes on in its thread.
+                await returned.wait()
+            else:
+                self._hop += 1
+            failure, self._failure = self._failure, None
+            if failure is not None:
+                raise failure
             await queue.space()
 
-    def _batch(self, queue: ChunkQueue) -> None:
-        iterator = self._iterator
-        assert iterator is not None
-        put = queue.put
+    _failure: BaseException | None = None
+    #: The number of the current thread hop, and of the last one whose batch began.
+    _hop = 0
+    _began = -1
+
+    def _batch(
+        self, queue: ChunkQueue, hop: int, returned: Waker, call_soon: Callable[[Callback], object]
+    ) -> None:
+        # Runs in the worker thread, outside the response's context: only the iteration (and
+        # a close) enter it, and never while another thread (close()) could be inside it.
         with self._lock:
+            if hop != self._hop:
+                return  # the response stopped waiting for this hop before it began
+            self._began = hop
             if self._stop:
+                call_soon(returned.set)
                 return  # stopped before this batch began: close() owns the iterator
             self._in_batch = True
         try:
-            for item in iterator:
-                if put(item) or self._stop:
-                    return
-            self._exhausted = True
+            self._context.run(self._fill, queue)
+        except BaseException as exc:  # raised by run(), also when it no longer waited here
+            self._failure = exc
         finally:
             with self._lock:
                 self._in_batch = False
                 close_here = self._must_close()
-            if close_here:
-                self._close_iterator()
+            try:
+                if close_here:
+                    self._context.run(self._close_iterator)
+            finally:
+                call_soon(returned.set)
+
+    def _fill(self, queue: ChunkQueue) -> None:
+        iterator = self._iterator
+        assert iterator is not None
+        put = queue.put
+        for item in iterator:
+            if put(item) or self._stop:
+                return
+        self._exhausted = True
 
     def _must_close(self) -> bool:
         # Called with the lock held: claim the one close of a stopped, unfinished iterator.

@@ -274,15 +274,16 @@ class AsyncBatchProducer(Producer):
             await aclose()
 
 
-def tabular_producer(content: object, encoder: BatchEncoder) -> Producer:
+def tabular_producer(content: object, encoder: BatchEncoder, batch_size: int = BATCH_SIZE) -> Producer:
     """The producer for a tabular response: async rows in :class:`AsyncBatchProducer`, sync
-    rows (lists included, so that encoding never blocks the event loop) in worker threads."""
+    rows (lists included, so that encoding never blocks the event loop) in worker threads,
+    in batches of about ``batch_size`` bytes."""
     from ._producers import SyncIterableProducer
 
     if isinstance(content, AsyncIterable):
-        return AsyncBatchProducer(content, encoder)
+        return AsyncBatchProducer(content, encoder, batch_size)
     assert isinstance(content, Iterable)
-    return SyncIterableProducer(sync_batches(content, encoder))
+    return SyncIterableProducer(sync_batches(content, encoder, batch_size))
 
 
 def check_rows_content(content: object, what: str) -> None:
