@@ -935,6 +935,55 @@ async def test_a_send_that_blocks_past_send_timeout_drops_the_client_and_closes_
     assert pump.outcome.kind is Outcome.TIMEOUT
 
 
+async def test_send_timeout_measures_one_send_not_the_silence_between_sends() -> None:
+    # A client whose buffers still take every message (a vanished one, until they fill) is
+    # never dropped by send_timeout, however long the stream stays quiet between messages.
+    gaps = anyio.Event()
+
+    async def sparse() -> AsyncIterator[bytes]:
+        yield b"first"
+        await anyio.sleep(0.3)  # three times send_timeout without any send
+        gaps.set()
+        yield b"second"
+
+    pump = pump_for(sparse(), send_timeout=0.1)
+    recorder = Recorder()
+    await pump.run(http_scope(), recorder.receive, recorder.send)
+    assert gaps.is_set()
+    assert recorder.body == b"firstsecond"
+    assert pump.outcome is not None
+    assert pump.outcome.kind is Outcome.COMPLETE
+
+
+async def test_a_duplex_stream_does_not_see_a_disconnect_after_the_body_and_ends_by_its_idle_timeout() -> (
+    None
+):
+    # The documented limit of duplex mode: the producer reads receive() through its Request,
+    # so nobody reads the disconnect that follows the body; idle_timeout is what ends it.
+    read_all = anyio.Event()
+    finalized: list[str] = []
+    recorder = Recorder(body_messages=[{"type": "http.request", "body": b"up", "more_body": False}])
+
+    async def echo() -> AsyncIterator[bytes]:
+        try:
+            message = await recorder.receive()
+            yield message["body"].upper()
+            read_all.set()
+            await anyio.sleep_forever()
+            yield b""  # pragma: no cover
+        finally:
+            finalized.append("closed")
+
+    recorder.disconnect.set()  # the client is gone as soon as the body has been read
+    pump = pump_for(echo(), duplex=True, idle_timeout=0.2)
+    with pytest.raises(StreamTimeout, match="idle_timeout"):
+        await pump.run(http_scope(), recorder.receive, recorder.send)
+    assert read_all.is_set()
+    assert recorder.body == b"UP"
+    assert finalized == ["closed"]
+    assert recorder.receive_calls == 1  # the core never read receive() in duplex mode
+
+
 async def test_an_error_chunk_is_sent_before_the_abort() -> None:
     pump = pump_for(failing_after(b"a"), error_chunk=lambda exc: f"error: {type(exc).__name__}".encode())
     recorder = Recorder()
