@@ -62,7 +62,9 @@ class CountingHandler(logging.Handler):
             LOG_SAMPLES.append(f"{record.name}: {record.getMessage()[:300]}")
 
 
-logging.getLogger().addHandler(CountingHandler(logging.WARNING))
+# The root logger, and uvicorn's error logger, which does not propagate to it.
+for _name in ("", "uvicorn.error"):
+    logging.getLogger(_name).addHandler(CountingHandler(logging.WARNING))
 
 
 def _recorder(kind: str) -> Any:

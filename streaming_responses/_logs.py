@@ -33,6 +33,8 @@ def log_failed_stream(outcome: StreamOutcome, response_class: str, method: str, 
         RuntimeError: the database went away
     """
     error = outcome.error
+    if error is not None and getattr(error, _LOGGED_MARK, False):
+        return  # the same failure relayed by a second response (StreamingHTTPMiddleware's)
     logger.error(
         "%s %s: %s failed (%s) after %d bytes in %.3f s: %s",
         method,

@@ -167,3 +167,13 @@ async def test_our_middleware_is_not_mistaken_for_base_http_middleware(
     with caplog.at_level(logging.WARNING, logger="streaming_responses"):
         await call(make_app(STACKED), "/complete")
     assert not [r for r in caplog.records if "BaseHTTPMiddleware" in r.getMessage()]
+
+
+async def test_a_failure_relayed_through_the_middleware_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="streaming_responses"):
+        await call(make_app(OURS), "/fails")
+    records = [r for r in caplog.records if r.name == "streaming_responses" and r.levelno == logging.ERROR]
+    assert len(records) == 1
+    assert "the database went away" in records[0].getMessage()
