@@ -161,7 +161,7 @@ class StreamingHTTPMiddleware:
     ends the body cleanly when the inner application raises after its headers went out, so a
     failed stream reads as a whole one. This class keeps its interface: subclass it and
     override :meth:`dispatch`, or pass ``dispatch=``; ``call_next(request)`` returns a response
-    with ``status_code``, ``headers``, ``media_type``-free ``raw_headers`` and a
+    with ``status_code``, ``headers`` (the inner response's, as they were sent) and a
     ``body_iterator``. The inner failure ends the outer response as any streamed failure does:
     an aborted connection, or ``stream-status: error`` trailers where they reach the client.
 

@@ -2,7 +2,10 @@
 
 The servers run WITHOUT ``--timeout-graceful-shutdown`` / ``--graceful-timeout``: left alone,
 uvicorn and granian wait for an endless stream forever and hypercorn cuts it after its default
-3 s graceful timeout, so these tests fail unless the library ends the streams by itself.
+3 s graceful timeout, so these tests fail unless the library ends the streams by itself. Every
+way of stopping a server is tried: a signal to its main pid or to its process group, with
+``--workers 2`` and under ``--reload``, on uvicorn, hypercorn (asyncio, trio, in-process) and
+granian.
 """
 
 from __future__ import annotations
