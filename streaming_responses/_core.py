@@ -168,6 +168,7 @@ class ChunkPump:
         #: Whether the response says ``Vary: Accept-Encoding`` (it negotiates).
         self._vary = False
         self._scope: Scope = {}
+        self._finishing = False
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> StreamOutcome:
         observe: StreamObserver | None = scope.get(OBSERVER_SCOPE_KEY)
@@ -314,7 +315,8 @@ class ChunkPump:
             if kind == "http.disconnect":
                 self.state.client_left(Gone.DISCONNECTED)
                 self.producer.stop_soon()
-                self._main_scope.cancel()
+                if not self._finishing:
+                    self._main_scope.cancel()
                 return
             if kind == "http.request" and (message.get("body") or message.get("more_body")):
                 self._warn_unread_body()
@@ -534,6 +536,10 @@ class ChunkPump:
         self, send: Send, body: bytes, error: BaseException | None, coded: bytes | None = None
     ) -> None:
         """Send the final body message, then the trailers where they can reach the client."""
+        # From here a disconnect no longer cancels the sender: the body is complete, and a
+        # server may check for cancellation after it wrote the last bytes (hypercorn on trio),
+        # which would report a finished response as a disconnected one.
+        self._finishing = True
         await self._emit(send, body, more=False, coded=coded)
         if self.state.trailers_allowed:
             await self._emit_trailers(send, error)

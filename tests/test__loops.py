@@ -29,6 +29,7 @@ from streaming_responses import (
 )
 from streaming_responses._loops import current_loop
 from streaming_responses._producers import ChunkQueue, IdleHandOver
+from streaming_responses._types import Message
 from tests.asgi import Recorder, http_scope
 
 pytestmark = pytest.mark.anyio
@@ -232,3 +233,26 @@ async def test_send_timeout_is_refused_at_construction_on_trio_but_kept_on_async
             EventSourceResponse(events(), send_timeout=1)
     else:
         assert EventSourceResponse(events(), send_timeout=1).send_timeout == 1.0
+
+
+async def test_a_disconnect_after_the_last_body_message_was_handed_over_is_still_a_complete_stream() -> None:
+    # A server may check for cancellation after it wrote the last bytes (hypercorn on trio):
+    # the client that read them and left at once must not turn the stream into a disconnect.
+    recorder = Recorder()
+
+    async def send(message: Message) -> None:
+        await recorder.send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            recorder.disconnect.set()  # the client read the end and closed
+            await anyio.sleep(0.05)  # the server's own bookkeeping after the write
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"one"
+        await anyio.sleep(0.01)
+        yield b"two"
+
+    response = StreamingResponse(body())
+    await response(http_scope(), recorder.receive, send)
+    assert recorder.ended
+    assert response.outcome is not None
+    assert response.outcome.kind is Outcome.COMPLETE

@@ -10,13 +10,14 @@ shared by every process of the machine.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -56,7 +57,7 @@ class Probes:
 
 PROBES = Probes()
 #: The acknowledgement each lockstep stream waits for, by probe id: (event number, its Event).
-ACKS: dict[str, tuple[int, asyncio.Event]] = {}
+ACKS: dict[str, tuple[int, anyio.Event]] = {}
 
 
 def _record_outcome(probe_id: str | None) -> Any:
@@ -84,12 +85,13 @@ async def lockstep(request: Request) -> Response:
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         for n in range(1, count + 1):
-            acked = asyncio.Event()
+            acked = anyio.Event()
             ACKS[probe_id] = (n, acked)
             yield ServerSentEvent(json.dumps({"n": n, "at": time.monotonic()}), id=str(n))
             try:
-                await asyncio.wait_for(acked.wait(), ACK_TIMEOUT)
-            except asyncio.TimeoutError:
+                with anyio.fail_after(ACK_TIMEOUT):  # anyio: the app also runs on trio
+                    await acked.wait()
+            except TimeoutError:
                 PROBES.record(probe_id, stalled_at=n)
                 raise
         ACKS.pop(probe_id, None)
@@ -139,7 +141,7 @@ async def items_jsonl(request: Request) -> Response:
         for n in range(count):
             yield {"id": n, "name": f"item {n}", "tags": ["a", "b"], "ok": n % 2 == 0}
             if n % 1000 == 0:
-                await asyncio.sleep(0)
+                await anyio.lowlevel.checkpoint()
 
     return JSONLinesResponse(items(), compress=_compress(request), on_outcome=_record_outcome(probe_id))
 
