@@ -383,4 +383,3 @@ class Subscription:
     def __repr__(self) -> str:
         state = "dropped" if self._dropped else "closed" if self._closed else "open"
         return f"<Subscription topics={list(self.topics)} {state} pending={self.pending}>"
-
