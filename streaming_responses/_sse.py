@@ -8,7 +8,6 @@ reading ``Last-Event-ID``. The events themselves and their wire encoding live in
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -20,6 +19,7 @@ from starlette.requests import HTTPConnection
 from ._compression import CompressOption
 from ._core import OutcomeCallback, PumpSettings
 from ._events import ServerSentEvent, encode_fields_item, encode_item
+from ._loops import current_loop
 from ._options import StreamOptions, parse_timeout
 from ._producers import AsyncIterableProducer, ChunkQueue, Producer, ResumeAfterItems, make_producer
 from ._records import declare_asyncio
@@ -82,11 +82,7 @@ class _EncodingAsyncProducer(AsyncIterableProducer):
 
     async def run(self, queue: ChunkQueue) -> None:
         iterator = self._iterator = aiter(self._iterable)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - only under trio
-            pass
-        else:
+        if current_loop().name == "asyncio":
             # Spares the anyio calls of this task (FastAPI's anyio.sleep(0) after each event of
             # a generator endpoint) sniffio's detection of the event loop library each time.
             declare_asyncio()
