@@ -14,15 +14,24 @@ through :meth:`ChunkPump._send_start`. A transform of the body belongs there and
 compression (``_compression.py``) codes each message in ``_emit`` and ends it with a flush,
 and ``_send_start`` adds its headers.
 
-One response runs three cooperating pieces, two of them in child tasks (``child_tasks`` of the
-loop seam, ``_loops.py``: plain tasks on asyncio, a task group on trio):
+One response runs three cooperating pieces, in child tasks of the response (``response_tasks``
+of the loop seam, ``_loops.py``: plain tasks on asyncio, a task group on trio), while the
+response's own task waits for the end:
 
 * the producer task fills a bounded :class:`~._producers.ChunkQueue`;
-* the sender (the response's own task) takes whatever is queued, joins it into one message
-  and sends it; it never waits for more than is already there (how producers fill whole
-  messages anyway is the loop-turn model, in ``_producers.py``);
-* the listener reads ``receive()`` for ``http.disconnect``, because no server in use reports
-  ASGI spec 2.4 and ``send()`` stays silent once the client is gone.
+* the sender takes whatever is queued, joins it into one message and sends it; it never waits
+  for more than is already there (how producers fill whole messages anyway is the loop-turn
+  model, in ``_producers.py``). On asyncio a sender that finds nothing queued *parks*: its
+  task ends, and the next chunk, the end of the body or the timer of the next keep-alive
+  starts another (an idle event stream holds no sender task, and its timer is an entry in one
+  heap per loop). On trio it waits in its task;
+* the listener reads ``receive()`` for ``http.disconnect`` (the loop seam awaits it for the
+  core), because no server in use reports ASGI spec 2.4 and ``send()`` stays silent once the
+  client is gone.
+
+A disconnect, a shutdown, the total ``timeout``, or the body's end wakes the response's task
+(one :class:`~._loops.Waker`); leaving the block of child tasks then cancels what is left of
+them (the producer's cancellation stops at its anyio shields) and waits for them.
 """
 
 from __future__ import annotations
@@ -30,8 +39,9 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -65,8 +75,7 @@ from ._framing import (
     plan_batch,
 )
 from ._logs import log_failed_stream
-from ._loop_asyncio import ChildTasks
-from ._loops import current_loop
+from ._loops import Parking, ResponseTasks, Scheduled, Waker, current_loop
 from ._negotiation import choose_coding, request_accept_encoding, with_vary
 from ._outcome import OBSERVER_SCOPE_KEY, Outcome, OutcomeCallback, StreamObserver, StreamOutcome
 from ._producers import ChunkQueue, Producer, close_quietly
@@ -76,7 +85,7 @@ from ._types import Message, RawHeaders, Receive, Scope, Send
 
 logger = logging.getLogger("streaming_responses")
 
-__all__ = ("ChildTasks", "ChunkPump", "ErrorChunk", "OutcomeCallback", "PumpSettings")
+__all__ = ("ChunkPump", "ErrorChunk", "OutcomeCallback", "PumpSettings")
 
 #: Bytes to send once a started stream fails (an SSE ``event: error``), or ``None`` for none.
 ErrorChunk = Callable[[BaseException], "bytes | None"]
@@ -94,7 +103,7 @@ OPENING_TURNS = 8
 OPENING_THREAD_GRACE = 0.25
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PumpSettings:
     """Everything an adapter decides about one response, as plain data."""
 
@@ -138,6 +147,41 @@ class ChunkPump:
     (after them, so that the connection is aborted instead of ended cleanly).
     """
 
+    __slots__ = (
+        "_begun",
+        "_body_warning_given",
+        "_closed",
+        "_coder",
+        "_done",
+        "_error",
+        "_escaped",
+        "_finishing",
+        "_first_byte",
+        "_idle_deadline",
+        "_looked_again",
+        "_messages",
+        "_observed",
+        "_opened",
+        "_parking",
+        "_queue",
+        "_request_line",
+        "_scope",
+        "_send",
+        "_sending",
+        "_tasks",
+        "_timed_out",
+        "_timer",
+        "_timer_at",
+        "_track_sends",
+        "_vary",
+        "name",
+        "on_outcome",
+        "outcome",
+        "producer",
+        "settings",
+        "state",
+    )
+
     def __init__(
         self,
         settings: PumpSettings,
@@ -160,7 +204,6 @@ class ChunkPump:
         self._first_byte: float | None = None
         self._track_sends = settings.keepalive is not None
         self._body_warning_given = False
-        self._main_scope = anyio.CancelScope()
         self._request_line = ("GET", "")
         self._observed: Callable[[StreamOutcome], None] | None = None
         #: The negotiated content coding (``None``: the body goes as it is).
@@ -168,19 +211,49 @@ class ChunkPump:
         #: Whether the response says ``Vary: Accept-Encoding`` (it negotiates).
         self._vary = False
         self._scope: Scope = {}
+        # -- while the body runs (_run_body) ---------------------------------------------
+        self._queue: ChunkQueue | None = None
+        self._send: Send | None = None
+        self._tasks: ResponseTasks | None = None
+        #: Set to wake the response's task: the body ended, failed, or must stop.
+        self._done: Waker | None = None
+        #: The shared timers of a parking sender (asyncio), or ``None`` (it waits in its task).
+        self._parking: Parking | None = None
+        self._timer: Scheduled | None = None
+        self._timer_at = 0.0
+        #: When a parked sender's idle timeout runs out (``None``: not counting).
+        self._idle_deadline: float | None = None
+        #: Whether a sender task is running (there is at most one).
+        self._sending = False
+        #: Whether the response stopped waiting: nothing is started any more.
+        self._closed = False
+        self._opened = False
+        self._looked_again = False
         self._finishing = False
+        self._timed_out = False
+        #: What stopped the sender (or the idle timeout of a parked one).
+        self._error: Exception | None = None
+        #: A cancellation that reached the sender from elsewhere than this response.
+        self._escaped: BaseException | None = None
 
-    async def run(self, scope: Scope, receive: Receive, send: Send) -> StreamOutcome:
+    def run(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, StreamOutcome]:
+        """Await the result to run the response (a plain method: one frame fewer while it runs)."""
         observe: StreamObserver | None = scope.get(OBSERVER_SCOPE_KEY)
         if observe is None:
-            return await self._run(scope, receive, send)
+            return self._run(scope, receive, send)
+        return self._run_observed(observe, scope, receive, send)
+
+    async def _run_observed(
+        self, observe: StreamObserver, scope: Scope, receive: Receive, send: Send
+    ) -> StreamOutcome:
         # The hook for tracing (streaming_responses.otel): it spans the whole run, not the
         # endpoint, and is given the outcome before its context exits.
         with observe(self.name, scope) as observed:
             self._observed = observed
             return await self._run(scope, receive, send)
 
-    async def _run(self, scope: Scope, receive: Receive, send: Send) -> StreamOutcome:
+    def _run(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, StreamOutcome]:
+        """Set the response up and pick how it runs; the coroutine returned runs it."""
         self._begun = time.perf_counter()
         self._scope = scope
         check_wrapping(send)
@@ -191,20 +264,14 @@ class ChunkPump:
         if settings.compress:
             self._negotiate(scope, method, pathsend)
         if not body_allowed(method, settings.status_code):
-            return await self._run_without_body(method, send)
+            return self._run_without_body(method, send)
         if pathsend:
             assert settings.pathsend is not None
-            return await self._run_pathsend(settings.pathsend, send)
+            return self._run_pathsend(settings.pathsend, send)
         self.state.trailers_allowed = trailers_eligible(scope)
         if settings.send_timeout is not None:
             send = self._bounded(send, settings.send_timeout)
-        if settings.shutdown is ShutdownPolicy.WAIT:
-            return await self._run_body(receive, send)
-        REGISTRY.register(self.request_shutdown)
-        try:
-            return await self._run_body(receive, send)
-        finally:
-            REGISTRY.unregister(self.request_shutdown)
+        return self._run_body(receive, send)
 
     def _negotiate(self, scope: Scope, method: str, pathsend: bool) -> None:
         """Choose the content coding of this response from the request (``choose_coding``)."""
@@ -228,33 +295,52 @@ class ChunkPump:
             return
         self.state.shutdown_requested = True
         self.producer.stop_soon()
-        self._main_scope.cancel()
+        if self._done is not None:
+            self._done.set()
 
     async def _run_body(self, receive: Receive, send: Send) -> StreamOutcome:
+        """Run the producer, the sender and the listener until the body ends or must stop.
+
+        One coroutine, not a chain of them: an idle stream's task holds it for hours.
+        """
         settings = self.settings
-        queue = ChunkQueue(settings.message_bytes, settings.charset)
-        error: BaseException | None = None
-        if settings.timeout is not None:
-            self._main_scope.deadline = anyio.current_time() + settings.timeout
-        jobs = [self._produce(queue)]
-        if not settings.duplex:
-            jobs.append(self._listen(receive))
+        queue = self._queue = ChunkQueue(settings.message_bytes, settings.charset)
+        self._send = send
+        loop = current_loop()
+        self._parking = loop.parking()
+        done = self._done = loop.waker()
+        deadline = None if settings.timeout is None else anyio.current_time() + settings.timeout
+        registered = settings.shutdown is not ShutdownPolicy.WAIT
+        if registered:
+            REGISTRY.register(self.request_shutdown)
         try:
-            async with current_loop().child_tasks(jobs):
-                with self._main_scope:
+            try:
+                async with loop.response_tasks() as tasks:
+                    self._tasks = tasks
                     try:
-                        await self._send_body(queue, send)
-                    except Exception as exc:
-                        error = exc
-                self.producer.stop_soon()
-        except anyio.get_cancelled_exc_class():
-            # Cancelled from outside (the server is shutting down, or a middleware gave up):
-            # the producer was closed with the child tasks.
-            with anyio.CancelScope(shield=True):
-                await self._end_when_cancelled(send)
-            raise
-        error = self._stopped_by(error)
-        return await self._conclude(self._decide(error), error, send)
+                        tasks.start_producer(self._produce(queue))
+                        if not settings.duplex:
+                            tasks.listen(receive, self._heard)
+                        self._start_sender()
+                        if not await done.wait(deadline):
+                            self._timed_out = True
+                    finally:
+                        self._closed = True
+                        self._stop_timer()
+                    self.producer.stop_soon()
+                    if self._escaped is not None:
+                        raise self._escaped
+            except anyio.get_cancelled_exc_class():
+                # Cancelled from outside (the server is shutting down, or a middleware gave
+                # up): the producer was closed with the child tasks.
+                with anyio.CancelScope(shield=True):
+                    await self._end_when_cancelled(send)
+                raise
+            error = self._stopped_by(self._error)
+            return await self._conclude(self._decide(error), error, send)
+        finally:
+            if registered:
+                REGISTRY.unregister(self.request_shutdown)
 
     def _stopped_by(self, error: BaseException | None) -> BaseException | None:
         """The exception that stopped the body, once the reasons without one are accounted for."""
@@ -267,7 +353,7 @@ class ChunkPump:
             return error
         if state.shutdown_requested:
             return StreamShutdown() if self.settings.shutdown is ShutdownPolicy.ABORT else None
-        if self._main_scope.cancelled_caught:
+        if self._timed_out:
             timeout = self.settings.timeout
             assert timeout is not None
             return StreamTimeout("timeout", timeout)
@@ -291,35 +377,42 @@ class ChunkPump:
     # -- the three pieces ----------------------------------------------------------------
 
     async def _produce(self, queue: ChunkQueue) -> None:
+        tasks = self._tasks
+        assert tasks is not None
         producer = self.producer
-        try:
-            await producer.run(queue)
-        except Exception as exc:
-            queue.finish(exc)
-        else:
-            if not producer.stopped:  # a stopped producer has not reached the end of its body
-                queue.finish()
-        finally:
-            problem = await close_quietly(producer)
-            if problem is not None:
-                logger.warning("closing the producer raised %r", problem, exc_info=problem)
-
-    async def _listen(self, receive: Receive) -> None:
-        while True:
+        with tasks.producer_scope():
             try:
-                message = await receive()
-            except Exception as exc:  # a broken receive() must not break the response
-                logger.warning("receive() raised %r; no longer watching for disconnects", exc)
-                return
-            kind = message.get("type")
-            if kind == "http.disconnect":
-                self.state.client_left(Gone.DISCONNECTED)
-                self.producer.stop_soon()
-                if not self._finishing:
-                    self._main_scope.cancel()
-                return
-            if kind == "http.request" and (message.get("body") or message.get("more_body")):
-                self._warn_unread_body()
+                await producer.run(queue)
+            except Exception as exc:
+                queue.finish(exc)
+            else:
+                if not producer.stopped:  # a stopped producer has not reached the end of its body
+                    queue.finish()
+            finally:
+                problem = await close_quietly(producer)
+                if problem is not None:
+                    logger.warning("closing the producer raised %r", problem, exc_info=problem)
+
+    def _heard(self, message: Message | Exception) -> bool:
+        """The listener: handle what ``receive()`` gave; return whether to listen on."""
+        if isinstance(message, Exception):  # a broken receive() must not break the response
+            logger.warning("receive() raised %r; no longer watching for disconnects", message)
+            return False
+        kind = message.get("type")
+        if kind == "http.disconnect":
+            self.state.client_left(Gone.DISCONNECTED)
+            self.producer.stop_soon()
+            if not self._finishing:
+                self._wake_response()
+            return False
+        if kind == "http.request" and (message.get("body") or message.get("more_body")):
+            self._warn_unread_body()
+        return True
+
+    def _wake_response(self) -> None:
+        done = self._done
+        assert done is not None
+        done.set()
 
     def _warn_unread_body(self) -> None:
         if not self._body_warning_given:
@@ -330,21 +423,59 @@ class ChunkPump:
                 "request.stream()"
             )
 
-    async def _send_body(self, queue: ChunkQueue, send: Send) -> None:
-        """The sender: take what is queued, ask :func:`plan_batch` what to do, do it."""
+    def _start_sender(self, ping: bool = False) -> None:
+        """Start a run of the sender, unless one runs or the response stopped waiting."""
+        if self._sending or self._closed:
+            return
+        self._sending = True
+        tasks = self._tasks
+        assert tasks is not None
+        tasks.start_sender(self._sender(ping))
+
+    async def _sender(self, ping: bool) -> None:
+        """One run of the sender, in a task of its own: until it parks or the body ended."""
+        ended = True
+        try:
+            queue = self._queue
+            send = self._send
+            assert queue is not None
+            assert send is not None
+            if ping:
+                await self._ping(queue, send)
+            ended = await self._send_body(queue, send)
+        except Exception as exc:
+            self._error = exc
+        except BaseException as exc:
+            if not self._closed:  # not this response's own cancellation of its children
+                self._escaped = exc
+            raise
+        finally:
+            if ended:
+                self._wake_response()
+
+    async def _send_body(self, queue: ChunkQueue, send: Send) -> bool:
+        """The sender: take what is queued, ask :func:`plan_batch` what to do, do it.
+
+        Return ``True`` when the body ended, ``False`` when the sender parked (asyncio).
+        """
         settings = self.settings
         state = self.state
-        if settings.start_immediately:
+        if settings.start_immediately and not self._opened:
+            self._opened = True
             await self._open(queue, send)
-        looked_again = False
         while True:
             if not queue.items and not queue.finished:
+                if self._parking is not None:
+                    if self._park(queue):
+                        return False
+                    continue
                 await self._wait_for_data(queue, send)
-            if not state.started and not looked_again:
+            self._idle_deadline = None
+            if not state.started and not self._looked_again:
                 # Let a producer that is about to finish (or fail) do so before the headers
                 # go out: one loop turn buys Content-Length for small bodies and a clean 500
                 # for a generator that fails right after its first chunk.
-                looked_again = True
+                self._looked_again = True
                 await anyio.lowlevel.checkpoint()
             # Read `finished` before looking at the items: it is set after the last append.
             finished = queue.finished
@@ -362,9 +493,89 @@ class ChunkPump:
                 failed=last and queue.error is not None,
             )
             if await self._carry_out(plan, body, send):
-                return
+                return True
             if plan.failure is not None:
                 raise self._failure(plan, queue)
+
+    # -- a parked sender (asyncio) ------------------------------------------------------
+
+    def _park(self, queue: ChunkQueue) -> bool:
+        """End this run of the sender while nothing is queued; return ``False`` if something came.
+
+        An idle stream then holds no sender task. The next chunk or the end of the body starts
+        the sender again (``queue.park``), and so does the timer of the next keep-alive, or
+        of the idle timeout, which counts the producer's silence from here (pings do not
+        reset it; a chunk does).
+        """
+        if not queue.park(self._start_sender):
+            return False
+        self._sending = False
+        idle = self.settings.idle_timeout
+        if idle is not None and self._idle_deadline is None:
+            self._idle_deadline = anyio.current_time() + idle
+        self._arm()
+        return True
+
+    def _arm(self) -> None:
+        """Set the timer of a parked sender: its next keep-alive or its idle timeout."""
+        deadline = self._idle_deadline
+        keepalive = self.settings.keepalive
+        state = self.state
+        if keepalive is not None and state.started:
+            ping_at = state.last_send + keepalive
+            if deadline is None or ping_at < deadline:
+                deadline = ping_at
+        if deadline is None:
+            return
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return  # it comes first; _on_timer sets the next one then
+            self._timer.cancel()
+        parking = self._parking
+        assert parking is not None
+        self._timer_at = deadline
+        self._timer = parking.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """The timer of a parked sender came: send a keep-alive, or end on the idle timeout."""
+        self._timer = None
+        if self._sending or self._closed:
+            return  # a running sender sets the timer again when it parks
+        queue = self._queue
+        parking = self._parking
+        assert queue is not None
+        assert parking is not None
+        if queue.items or queue.finished:  # a worker thread's wake-up is on its way
+            queue.unpark()
+            self._start_sender()
+            return
+        now = parking.time()
+        idle_deadline = self._idle_deadline
+        if idle_deadline is not None and now >= idle_deadline:
+            idle = self.settings.idle_timeout
+            assert idle is not None
+            self._error = StreamTimeout("idle_timeout", idle)
+            self._wake_response()
+            return
+        keepalive = self.settings.keepalive
+        if keepalive is not None and now >= self.state.last_send + keepalive:
+            queue.unpark()
+            self._start_sender(ping=True)
+            return
+        self._arm()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _ping(self, queue: ChunkQueue, send: Send) -> None:
+        """Send the keep-alive chunk, unless a chunk came or was sent since the timer was set."""
+        settings = self.settings
+        assert settings.keepalive is not None
+        due = anyio.current_time() >= self.state.last_send + settings.keepalive
+        if due and not queue.items and not queue.finished:
+            await self._emit(send, settings.keepalive_chunk, more=True)
 
     async def _open(self, queue: ChunkQueue, send: Send) -> None:
         """Start an immediate-start stream once :func:`decide_opening` says so."""

@@ -5,17 +5,21 @@ loop. It is imported only once a response runs without one, so an application on
 imports trio. The rule that keeps it simple: everything here implements a method of
 ``_loops.LoopBackend`` with trio's public API (``trio.Event``, ``trio.move_on_at``,
 ``trio.lowlevel.current_trio_token().run_sync_soon``) or anyio's task group, and nothing else.
+Trio keeps the plainer, heavier way where asyncio saves memory: a response's children live in
+one task group, and its sender waits in its task instead of parking (:meth:`TrioBackend.parking`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Coroutine, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from types import TracebackType
 from typing import Any
 
 import anyio
 import anyio.abc
+
+from ._types import Message, Receive
 
 try:
     import trio
@@ -37,7 +41,10 @@ class EventWaker:
     def set(self) -> None:
         self._event.set()
 
-    async def wait(self, deadline: float | None = None) -> bool:
+    def wait(self, deadline: float | None = None) -> Awaitable[bool]:
+        return self._wait(deadline)
+
+    async def _wait(self, deadline: float | None) -> bool:
         if deadline is None:
             await self._event.wait()
             return True
@@ -82,20 +89,34 @@ class TrioToken:
 
 
 class TaskGroupChildren:
-    """A response's child tasks on trio: an anyio task group, cancelled when the block ends."""
+    """A response's child tasks on trio: one anyio task group, cancelled when the block ends."""
 
-    __slots__ = ("_group", "_jobs")
+    __slots__ = ("_group",)
 
-    def __init__(self, jobs: Sequence[Coroutine[Any, Any, None]]) -> None:
-        self._jobs = jobs
+    def __init__(self) -> None:
         self._group: anyio.abc.TaskGroup | None = None
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> TaskGroupChildren:
         group = self._group = anyio.create_task_group()
         await group.__aenter__()
-        for job in self._jobs:
-            group.start_soon(_awaited, job)
-        self._jobs = ()
+        return self
+
+    def _start(self, job: Coroutine[Any, Any, None]) -> None:
+        group = self._group
+        assert group is not None
+        group.start_soon(_awaited, job)
+
+    def start_producer(self, job: Coroutine[Any, Any, None]) -> None:
+        self._start(job)
+
+    def start_sender(self, job: Coroutine[Any, Any, None]) -> None:
+        self._start(job)
+
+    def producer_scope(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()  # the task group's cancellation stops at shields itself
+
+    def listen(self, receive: Receive, heard: Callable[[Message | Exception], bool]) -> None:
+        self._start(_listen(receive, heard))
 
     async def __aexit__(
         self,
@@ -111,6 +132,17 @@ class TaskGroupChildren:
 
 async def _awaited(coroutine: Coroutine[Any, Any, None]) -> None:
     await coroutine
+
+
+async def _listen(receive: Receive, heard: Callable[[Message | Exception], bool]) -> None:
+    while True:
+        try:
+            message = await receive()
+        except Exception as exc:
+            heard(exc)
+            return
+        if not heard(message):
+            return
 
 
 class TrioBackend:
@@ -145,8 +177,12 @@ class TrioBackend:
     def token(self) -> TrioToken:
         return TrioToken(trio.lowlevel.current_trio_token())
 
-    def child_tasks(self, jobs: Sequence[Coroutine[Any, Any, None]]) -> TaskGroupChildren:
-        return TaskGroupChildren(jobs)
+    def response_tasks(self) -> TaskGroupChildren:
+        return TaskGroupChildren()
+
+    def parking(self) -> None:
+        """None: on trio the sender waits in its task (a timer needs a task there)."""
+        return None
 
 
 #: The one trio backend (it keeps no state).

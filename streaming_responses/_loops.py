@@ -2,7 +2,7 @@
 
 This module owns the choice between the two engines an ASGI server may run the application on:
 asyncio (uvicorn, granian, hypercorn's default) and trio (hypercorn ``-k trio``). Almost all of
-the library is written against anyio and runs on both as it is. What is left is five small
+the library is written against anyio and runs on both as it is. What is left is a few small
 needs where a plain asyncio primitive is much cheaper than anyio's portable one, or where anyio
 has no primitive at all:
 
@@ -12,7 +12,10 @@ has no primitive at all:
   idle hand-over of batching producers;
 * a callback scheduled on the loop from a worker thread or a signal handler
   (:meth:`LoopBackend.thread_caller`, :meth:`LoopBackend.token`);
-* the child tasks of one response (:meth:`LoopBackend.child_tasks`);
+* the child tasks of one response (:meth:`LoopBackend.response_tasks`): its producer, its
+  sender and its disconnect listener;
+* shared timers for senders that let their task end while nothing is queued
+  (:meth:`LoopBackend.parking`, asyncio only);
 * an identity of the running loop for the shutdown registry (:class:`LoopToken`).
 
 The rule that keeps it simple: no other module imports asyncio or trio for these; they ask
@@ -24,11 +27,13 @@ in ``_loop_trio.py`` (imported only when trio is running).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Hashable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any, Protocol
 
 from ._loop_asyncio import ASYNCIO
+from ._types import Message, Receive
 
 #: A callback the loop runs later; the scheduling functions return something to cancel it with.
 Callback = Callable[[], object]
@@ -40,8 +45,9 @@ class Waker(Protocol):
     def set(self) -> None:
         """Wake the waiter (now, or as soon as it waits). Setting twice is harmless."""
 
-    async def wait(self, deadline: float | None = None) -> bool:
-        """Wait until set, or until ``deadline`` (``anyio.current_time()`` clock); return whether set."""
+    def wait(self, deadline: float | None = None) -> Awaitable[bool]:
+        """Await the result: wait until set, or until ``deadline`` (``anyio.current_time()``
+        clock); it is whether the waker was set."""
 
 
 class Scheduled(Protocol):
@@ -49,6 +55,48 @@ class Scheduled(Protocol):
 
     def cancel(self) -> None:
         """Drop the callback if it has not run yet."""
+
+
+class ResponseTasks(Protocol):
+    """The child tasks of one response, as an async context manager around the response's wait.
+
+    Leaving the block cancels every child and waits for it, also when the response itself is
+    being cancelled (that cancellation goes on afterwards). Nothing is started once the block
+    is being left.
+    """
+
+    async def __aenter__(self) -> ResponseTasks: ...
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+    def start_producer(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run the producer's job, which enters :meth:`producer_scope` first thing."""
+
+    def producer_scope(self) -> AbstractContextManager[object]:
+        """The block the producer's job runs in: leaving the response's block cancels it, and
+        that cancellation stops at an anyio shield inside the producer."""
+
+    def start_sender(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run one run of the sender (one at a time: a parking sender is started again later)."""
+
+    def listen(self, receive: Receive, heard: Callable[[Message | Exception], bool]) -> None:
+        """Await ``receive()`` again and again, handing each message (or the exception it
+        raised) to ``heard`` until it returns ``False``."""
+
+
+class Parking(Protocol):
+    """The shared timers of a loop whose senders let their task end while nothing is queued."""
+
+    def time(self) -> float:
+        """The loop's clock (``anyio.current_time()``), usable from a loop callback too."""
+
+    def call_at(self, deadline: float, callback: Callback) -> Scheduled:
+        """Run ``callback`` on the loop at ``deadline`` (or a little later)."""
 
 
 class LoopToken(Protocol):
@@ -84,8 +132,11 @@ class LoopBackend(Protocol):
     def token(self) -> LoopToken:
         """The identity of the running loop, for the shutdown registry."""
 
-    def child_tasks(self, jobs: Sequence[Coroutine[Any, Any, None]]) -> AbstractAsyncContextManager[None]:
-        """Run ``jobs`` as child tasks of the block; cancel them and wait for them when it ends."""
+    def response_tasks(self) -> ResponseTasks:
+        """New child tasks for one response (enter the block before starting any)."""
+
+    def parking(self) -> Parking | None:
+        """The shared timers of parking senders, or ``None`` where a sender waits in its task."""
 
 
 def running_loop_name() -> str | None:

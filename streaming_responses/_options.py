@@ -105,7 +105,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StreamOptions:
     """The shared settings of one response, checked.
 

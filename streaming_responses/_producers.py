@@ -137,6 +137,7 @@ class ChunkQueue:
         "_consumer_event",
         "_loop",
         "_notify",
+        "_parked",
         "_space_event",
         "bound",
         "charset",
@@ -158,8 +159,10 @@ class ChunkQueue:
         self.error: BaseException | None = None
         self.consumer_waiting = False
         self._consumer_event: Waker | None = None
+        self._parked: Callable[[], None] | None = None
         self._space_event: Waker | None = None
-        self._notify: Callable[[], None] = self._wake
+        #: How the consumer is woken (``None``: directly, see :meth:`notify_from_thread`).
+        self._notify: Callable[[], None] | None = None
         #: The loop seam of the loop this queue was made in (asyncio or trio).
         self._loop: LoopBackend = current_loop()
 
@@ -194,7 +197,11 @@ class ChunkQueue:
     def wake_consumer(self) -> None:
         """Wake the consumer, which raised ``consumer_waiting`` before it went to sleep."""
         self.consumer_waiting = False
-        self._notify()
+        notify = self._notify
+        if notify is None:
+            self._wake()
+        else:
+            notify()
 
     def finish(self, error: BaseException | None = None) -> None:
         """Mark the end of the body, with the producer's exception if it failed."""
@@ -228,6 +235,11 @@ class ChunkQueue:
         self._notify = notify
 
     def _wake(self) -> None:
+        parked = self._parked
+        if parked is not None:
+            self._parked = None
+            parked()
+            return
         event = self._consumer_event
         if event is not None:
             event.set()
@@ -251,6 +263,27 @@ class ChunkQueue:
         if space is not None and self.produced - self.taken < self.bound:
             self._space_event = None
             space.set()
+
+    def park(self, wake: Callable[[], None]) -> bool:
+        """Instead of waiting: have ``wake`` called on the loop once a chunk or the end arrives.
+
+        Return ``False``, with nothing parked, when there is something to take already. A
+        consumer that parks holds no task while the producer is quiet (see ``_core``).
+        """
+        if self.items or self.finished:
+            return False
+        self._parked = wake
+        self.consumer_waiting = True
+        # Look once more after raising the flag, as wait_for_data does (a worker thread).
+        if self.items or self.finished:
+            self.unpark()
+            return False
+        return True
+
+    def unpark(self) -> None:
+        """Drop a parked wake-up: the consumer is back by another way."""
+        self._parked = None
+        self.consumer_waiting = False
 
     async def wait_for_data(self, deadline: float | None = None) -> bool:
         """Wait until there are chunks to take or the producer has finished.
@@ -333,8 +366,13 @@ class Producer:
     #: Whether the source runs in worker threads (the core cannot watch it turn by turn).
     in_thread: bool = False
 
-    async def run(self, queue: ChunkQueue) -> None:
-        """Fill ``queue`` until the source ends; let exceptions propagate."""
+    def run(self, queue: ChunkQueue) -> Awaitable[None]:
+        """Await the result to fill ``queue`` until the source ends; exceptions propagate.
+
+        An ``async def`` override is the plain way; one that returns an awaitable it built
+        (as :class:`AsyncIterableProducer` does) keeps one coroutine frame fewer alive while
+        the source waits, which an idle event stream holds for hours.
+        """
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -402,50 +440,75 @@ class ResumeAfterItems:
     #: Bare yields skipped in a row before one goes to the loop anyway.
     MAX_SKIPPED = 256
 
-    __slots__ = ("_coroutine", "_progress")
+    # Awaiting it returns the object itself, an iterator that steps the coroutine: no
+    # generator frame is kept while the producer waits (an idle event stream does for hours).
+    # Between two steps nothing needs keeping: the count of skipped yields is zero whenever a
+    # signal goes to the loop, and what was seen is read again when the loop resumes us.
+    __slots__ = ("_coroutine", "_items", "_on_bare_yield", "_progress")
 
     def __init__(
         self,
         coroutine: Coroutine[Any, Any, None],
         queue: ChunkQueue,
         progress: Callable[[], int] | None = None,
+        on_bare_yield: Callable[[], None] | None = None,
     ) -> None:
         self._coroutine = coroutine
-        # What counts as a new item: a chunk in the queue, or (for a producer that batches
-        # items itself) its own count of items taken in.
-        self._progress = progress if progress is not None else queue.items.__len__
+        # What counts as a new item: a chunk in the queue (``None``: the queue's length), or
+        # (for a producer that batches items itself) its own count of items taken in.
+        self._progress = progress
+        self._items = queue.items
+        #: Called at the first bare yield (once), for what only such producers need.
+        self._on_bare_yield = on_bare_yield
 
     def __await__(self) -> Generator[Any, Any, None]:
+        return self
+
+    def __iter__(self) -> ResumeAfterItems:
+        return self
+
+    def __next__(self) -> Any:
+        return self._step(None, None)
+
+    def send(self, value: Any) -> Any:
+        """Resume the coroutine with ``value``; return what it next yields to the loop."""
+        return self._step(value, None)
+
+    def throw(self, kind: Any, value: Any = None, traceback: Any = None) -> Any:
+        """Throw an exception (a cancellation) into the coroutine; as :meth:`send` after it."""
+        error = kind if isinstance(kind, BaseException) else kind() if value is None else value
+        if traceback is not None:
+            error = error.with_traceback(traceback)
+        return self._step(None, error)
+
+    def close(self) -> None:
+        """Close the coroutine (the awaiting coroutine is being closed)."""
+        self._coroutine.close()
+
+    def _step(self, value: Any, error: BaseException | None) -> Any:
         coroutine = self._coroutine
         progress = self._progress
-        seen = progress()
+        items = self._items
+        seen = len(items) if progress is None else progress()
         skipped = 0
-        value: Any = None
-        error: BaseException | None = None
         while True:
-            try:
-                if error is None:
-                    signal = coroutine.send(value)
-                else:
-                    signal, error = coroutine.throw(error), None
-            except StopIteration:
-                return
+            # StopIteration (the coroutine returned) goes on to the awaiting coroutine.
+            if error is None:
+                signal = coroutine.send(value)
+            else:
+                signal, error = coroutine.throw(error), None
             value = None
-            if signal is None and skipped < self.MAX_SKIPPED:
-                now = progress()
-                if now != seen:
-                    seen = now
-                    skipped += 1
-                    continue
-            skipped = 0
-            try:
-                value = yield signal
-            except GeneratorExit:
-                coroutine.close()
-                raise
-            except BaseException as exc:  # cancellation or anything thrown in: pass it on
-                error = exc
-            seen = progress()
+            if signal is None:
+                if self._on_bare_yield is not None:
+                    self._on_bare_yield()
+                    self._on_bare_yield = None
+                if skipped < self.MAX_SKIPPED:
+                    now = len(items) if progress is None else progress()
+                    if now != seen:
+                        seen = now
+                        skipped += 1
+                        continue
+            return signal
 
 
 class AsyncIterableProducer(Producer):
@@ -458,9 +521,9 @@ class AsyncIterableProducer(Producer):
     #: What turns an item into bytes (an adapter sets it); ``None``: items are chunks.
     encode: Callable[[Any], bytes] | None = None
 
-    async def run(self, queue: ChunkQueue) -> None:
+    def run(self, queue: ChunkQueue) -> Awaitable[None]:
         iterator = self._iterator = aiter(self._iterable)
-        await ResumeAfterItems(fill_queue(iterator, queue, self.encode), queue)
+        return ResumeAfterItems(fill_queue(iterator, queue, self.encode), queue)
 
     async def close(self) -> None:
         # An async generator that was never started has nothing to clean up, but aclose() is

@@ -8,9 +8,8 @@ reading ``Last-Event-ID``. The events themselves and their wire encoding live in
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Literal
 
 from starlette.background import BackgroundTask
@@ -80,13 +79,14 @@ class _EncodingAsyncProducer(AsyncIterableProducer):
         super().__init__(iterable)
         self._encode = encode
 
-    async def run(self, queue: ChunkQueue) -> None:
+    def run(self, queue: ChunkQueue) -> Awaitable[None]:
         iterator = self._iterator = aiter(self._iterable)
-        if current_loop().name == "asyncio":
-            # Spares the anyio calls of this task (FastAPI's anyio.sleep(0) after each event of
-            # a generator endpoint) sniffio's detection of the event loop library each time.
-            declare_asyncio()
-        await ResumeAfterItems(_fill_with_events(iterator, queue, self._encode), queue)
+        # At the first bare yield (FastAPI's anyio.sleep(0) after each event of a generator
+        # endpoint), spare this task's anyio calls sniffio's detection of the event loop
+        # library each time. Only then: declaring it costs each stream a context entry.
+        declare = declare_asyncio if current_loop().name == "asyncio" else None
+        filling = _fill_with_events(iterator, queue, self._encode)
+        return ResumeAfterItems(filling, queue, on_bare_yield=declare)
 
 
 class _EncodingIterator(Iterator[bytes]):
@@ -178,12 +178,31 @@ DEFAULT_ERROR_EVENT = ServerSentEvent("stream failed", event="error")
 ErrorEvent = ServerSentEvent | Callable[[BaseException], object] | None
 
 
+class _FixedChunk:
+    """The error chunk of a fixed error event: its bytes, whatever the exception."""
+
+    __slots__ = ("_chunk",)
+
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk = chunk
+
+    def __call__(self, error: BaseException) -> bytes:
+        return self._chunk
+
+
+#: Shared by every stream that keeps the default error event (one object less per stream).
+_DEFAULT_ERROR_CHUNK = _FixedChunk(DEFAULT_ERROR_EVENT.encode())
+#: The keep-alive comment of the default ``ping_comment``, encoded once.
+_DEFAULT_KEEPALIVE = ServerSentEvent(comment="ping").encode()
+
+
 def _error_chunk_maker(error_event: ErrorEvent) -> Callable[[BaseException], bytes | None] | None:
     if error_event is None:
         return None
+    if error_event is DEFAULT_ERROR_EVENT:
+        return _DEFAULT_ERROR_CHUNK
     if isinstance(error_event, ServerSentEvent):
-        chunk = error_event.encode()
-        return lambda error: chunk
+        return _FixedChunk(error_event.encode())
     if callable(error_event):
         make = error_event
 
@@ -308,7 +327,9 @@ class EventSourceResponse(StreamingResponse):
                 f"shutdown_event must be a ServerSentEvent or None, not {type(shutdown_event).__name__}"
             )
         self.shutdown_event = shutdown_event
-        self._keepalive_chunk = ServerSentEvent(comment=ping_comment).encode()
+        self._keepalive_chunk = (
+            _DEFAULT_KEEPALIVE if ping_comment == "ping" else ServerSentEvent(comment=ping_comment).encode()
+        )
         present = {name for name, _ in self.raw_headers}
         # Caches must not store a live stream; X-Accel-Buffering: no tells nginx not to buffer it.
         if b"cache-control" not in present:
@@ -327,14 +348,12 @@ class EventSourceResponse(StreamingResponse):
 
     def pump_settings(self) -> PumpSettings:
         """The core settings of an event stream: immediate start, pings, error and last events."""
-        settings = super().pump_settings()
-        headers = settings.raw_headers
+        headers = self.raw_headers
         if any(name.lower() in _CONNECTION_FIELDS for name, _ in headers):
             # A Connection header added after construction (FastAPI copies the headers of its
             # Response parameter onto ours) is dropped rather than sent over HTTP/2.
             headers = [(name, value) for name, value in headers if name.lower() not in _CONNECTION_FIELDS]
-        return dataclasses.replace(
-            settings,
+        return self._settings(
             raw_headers=headers,
             start_immediately=self.start_immediately,
             opening_chunk=self.opening_chunk,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse as StarletteStreamingResponse
@@ -28,6 +28,9 @@ from ._outcome import Outcome, StreamOutcome
 from ._producers import Producer, make_producer
 from ._shutdown import ShutdownPolicy
 from ._types import Content, Receive, Scope, Send
+
+#: The header most responses send, built once.
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 #: Outcomes after which the background task runs: the response was not a failure.
 _RUN_BACKGROUND = frozenset({Outcome.COMPLETE, Outcome.DISCONNECTED, Outcome.SHUTDOWN})
@@ -147,7 +150,8 @@ class StreamingResponse(StarletteStreamingResponse):
         self.init_headers(headers)
         nosniff = self.content_type_options
         if nosniff is not None and all(name != b"x-content-type-options" for name, _ in self.raw_headers):
-            self.raw_headers.append((b"x-content-type-options", nosniff))
+            header = _NOSNIFF if nosniff == b"nosniff" else (b"x-content-type-options", nosniff)
+            self.raw_headers.append(header)
         declared = self._take_content_length_header()
         if options.content_length is not None:
             declared = options.content_length
@@ -178,8 +182,11 @@ class StreamingResponse(StarletteStreamingResponse):
         # A Content-Length header given by hand is a declared length like content_length=;
         # it is removed here and sent by the core, so the response never carries two.
         declared: int | None = None
+        headers = self.raw_headers
+        if all(name != b"content-length" for name, _ in headers):
+            return None  # the list is kept as it is: most responses have no such header
         kept = []
-        for name, value in self.raw_headers:
+        for name, value in headers:
             if name == b"content-length":
                 declared = parse_content_length(value, source="the Content-Length header")
             else:
@@ -189,21 +196,27 @@ class StreamingResponse(StarletteStreamingResponse):
 
     def pump_settings(self) -> PumpSettings:
         """The settings handed to the core for this response."""
+        return self._settings()
+
+    def _settings(self, **changes: Any) -> PumpSettings:
+        """This response's :class:`PumpSettings`, with an adapter's ``changes`` (built once)."""
         options = self.options
-        return PumpSettings(
-            status_code=self.status_code,
-            raw_headers=self.raw_headers,
-            charset=self.charset,
-            declared_length=self.content_length,
-            timeout=options.timeout,
-            idle_timeout=options.idle_timeout,
-            duplex=options.duplex,
-            message_bytes=self.message_bytes,
-            start_immediately=self.start_immediately,
-            send_timeout=options.send_timeout,
-            shutdown=options.on_shutdown,
-            compress=options.compress,
-        )
+        fields: dict[str, Any] = {
+            "status_code": self.status_code,
+            "raw_headers": self.raw_headers,
+            "charset": self.charset,
+            "declared_length": self.content_length,
+            "timeout": options.timeout,
+            "idle_timeout": options.idle_timeout,
+            "duplex": options.duplex,
+            "message_bytes": self.message_bytes,
+            "start_immediately": self.start_immediately,
+            "send_timeout": options.send_timeout,
+            "shutdown": options.on_shutdown,
+            "compress": options.compress,
+        }
+        fields.update(changes)
+        return PumpSettings(**fields)
 
     async def prepare(self, scope: Scope) -> CallPlan:
         """The plan of one call: the hook for responses whose body depends on the request."""
@@ -218,6 +231,7 @@ class StreamingResponse(StarletteStreamingResponse):
             self.content_length = late
         plan = await self.prepare(scope)
         pump = ChunkPump(plan.settings, plan.producer, self.options.on_outcome, name=type(self).__name__)
+        del plan  # not kept for the whole stream
         try:
             outcome = await pump.run(scope, receive, send)
         finally:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import gc
 import inspect
 import logging
 import sys
 import threading
 import time
 import types
-import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
@@ -30,7 +28,7 @@ from streaming_responses import (
     StreamOutcome,
     StreamTimeout,
 )
-from streaming_responses._core import ChildTasks, ChunkPump, PumpSettings
+from streaming_responses._core import ChunkPump, PumpSettings
 from streaming_responses._producers import (
     AsyncIterableProducer,
     ChunkQueue,
@@ -1168,72 +1166,3 @@ async def test_cancelling_the_task_reaches_the_wrapped_coroutine_and_its_finally
     await iterator.aclose()
     assert closed == [True]
     assert queue.take_now() == [b"one"]
-
-
-async def test_child_tasks_are_finished_before_a_cancellation_of_the_block_goes_on() -> None:
-    finished: list[str] = []
-
-    async def slow_to_close() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            with anyio.CancelScope(shield=True):  # as the pump's close of a producer is
-                await asyncio.sleep(0.05)
-                finished.append("child")
-
-    async def block() -> None:
-        async with ChildTasks([slow_to_close()]):
-            await asyncio.Event().wait()
-
-    task = asyncio.ensure_future(block())
-    await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert finished == ["child"]
-
-
-async def test_leaving_the_block_lets_a_shielded_cleanup_in_a_child_run_to_its_end() -> None:
-    # A producer whose own cleanup is shielded (closing a sync generator in a thread) must be
-    # closed by the time the block ends, not left for the garbage collector.
-    steps: list[str] = []
-    entered = asyncio.Event()
-
-    async def closes_in_a_thread() -> None:
-        with anyio.CancelScope(shield=True):
-            entered.set()
-            await anyio.to_thread.run_sync(time.sleep, 0.05)
-            steps.append("closed")
-
-    async with ChildTasks([closes_in_a_thread()]):
-        await entered.wait()  # the block ends while the child is inside its shielded close
-    assert steps == ["closed"]
-
-
-async def test_a_child_that_never_ran_is_closed_without_a_warning() -> None:
-    ran: list[bool] = []
-
-    async def job() -> None:
-        ran.append(True)  # pragma: no cover - must not run
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        async with ChildTasks([job()]):
-            pass
-        gc.collect()
-    assert ran == []
-
-
-async def test_leaving_the_block_cancels_the_children() -> None:
-    states: list[str] = []
-
-    async def forever() -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            states.append("cancelled")
-            raise
-
-    async with ChildTasks([forever(), forever()]):
-        await asyncio.sleep(0)
-    assert states == ["cancelled", "cancelled"]

@@ -8,8 +8,10 @@ hypercorn ``-k trio``.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
@@ -27,7 +29,7 @@ from streaming_responses import (
     StreamOutcome,
     end_all_streams,
 )
-from streaming_responses._loops import current_loop
+from streaming_responses._loops import ResponseTasks, current_loop
 from streaming_responses._producers import ChunkQueue, IdleHandOver
 from streaming_responses._types import Message
 from tests.asgi import Recorder, http_scope
@@ -133,18 +135,153 @@ async def test_the_idle_hand_over_waits_while_progress_goes_on_and_fires_once_it
     assert handed == [5]
 
 
-async def test_child_tasks_are_cancelled_and_awaited_when_the_block_ends() -> None:
+async def test_leaving_the_block_cancels_every_child_and_waits_for_it() -> None:
     states: list[str] = []
+    loop = current_loop()
 
-    async def forever() -> None:
+    async def forever(name: str) -> None:
         try:
             await anyio.sleep_forever()
         finally:
-            states.append("cancelled")
+            states.append(name)
 
-    async with current_loop().child_tasks([forever(), forever()]):
+    async def producer(tasks: ResponseTasks) -> None:
+        with tasks.producer_scope():
+            await forever("producer")
+
+    async def receive() -> Message:
+        await forever("listener")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async with loop.response_tasks() as tasks:
+        tasks.start_producer(producer(tasks))
+        tasks.start_sender(forever("sender"))
+        tasks.listen(receive, lambda message: True)
         await anyio.sleep(0.01)
-    assert states == ["cancelled", "cancelled"]
+    assert sorted(states) == ["listener", "producer", "sender"]
+
+
+async def test_the_listener_hands_over_each_message_until_told_to_stop() -> None:
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"x", "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+    heard: list[object] = []
+    stopped = anyio.Event()
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    def hear(message: Message | Exception) -> bool:
+        heard.append(message)
+        if isinstance(message, dict) and message["type"] == "http.disconnect":
+            stopped.set()
+            return False
+        return True
+
+    async with current_loop().response_tasks() as tasks:
+        tasks.listen(receive, hear)
+        await stopped.wait()
+    assert [message["type"] for message in heard if isinstance(message, dict)] == [
+        "http.request",
+        "http.request",
+        "http.disconnect",
+    ]
+
+
+async def test_an_exception_of_receive_is_handed_to_the_listener_and_ends_it() -> None:
+    heard: list[object] = []
+    stopped = anyio.Event()
+
+    async def receive() -> Message:
+        raise OSError("the server's receive broke")
+
+    def hear(message: Message | Exception) -> bool:
+        heard.append(message)
+        stopped.set()
+        return True  # ignored: nothing more can be received
+
+    async with current_loop().response_tasks() as tasks:
+        tasks.listen(receive, hear)
+        await stopped.wait()
+    assert len(heard) == 1
+    assert isinstance(heard[0], OSError)
+
+
+async def test_a_cancellation_of_the_block_goes_on_only_after_the_producers_shielded_cleanup() -> None:
+    finished: list[str] = []
+    entered = anyio.Event()
+
+    async def slow_to_close(tasks: ResponseTasks) -> None:
+        with tasks.producer_scope():
+            try:
+                entered.set()
+                await anyio.sleep_forever()
+            finally:
+                with anyio.CancelScope(shield=True):  # as the pump's close of a producer is
+                    await anyio.sleep(0.05)
+                    finished.append("producer")
+
+    async def block() -> None:
+        async with current_loop().response_tasks() as tasks:
+            tasks.start_producer(slow_to_close(tasks))
+            await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(block)
+        await entered.wait()
+        group.cancel_scope.cancel()
+    assert finished == ["producer"]
+
+
+async def test_leaving_the_block_lets_a_shielded_cleanup_in_the_producer_run_to_its_end() -> None:
+    # A producer whose own cleanup is shielded (closing a sync generator in a thread) must be
+    # closed by the time the block ends, not left for the garbage collector.
+    steps: list[str] = []
+    entered = anyio.Event()
+
+    async def closes_in_a_thread(tasks: ResponseTasks) -> None:
+        with tasks.producer_scope(), anyio.CancelScope(shield=True):
+            entered.set()
+            await anyio.to_thread.run_sync(time.sleep, 0.05)
+            steps.append("closed")
+
+    async with current_loop().response_tasks() as tasks:
+        tasks.start_producer(closes_in_a_thread(tasks))
+        await entered.wait()  # the block ends while the producer is inside its shielded close
+    assert steps == ["closed"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio runs a task up to its first checkpoint
+async def test_a_producer_that_never_began_ends_without_running_or_a_warning(anyio_backend: str) -> None:
+    ran: list[bool] = []
+
+    async def job() -> None:
+        ran.append(True)  # pragma: no cover - must not run
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        async with current_loop().response_tasks() as tasks:
+            tasks.start_producer(job())
+        gc.collect()
+    assert ran == []
+
+
+async def test_a_sender_started_while_the_block_is_being_left_never_runs() -> None:
+    ran: list[bool] = []
+
+    async def job() -> None:
+        ran.append(True)  # pragma: no cover - must not run
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        async with current_loop().response_tasks() as tasks:
+            pass
+        if current_loop().parking() is not None:  # only a parking sender is started late
+            tasks.start_sender(job())
+        gc.collect()
+    assert ran == []
 
 
 # -- the guarantees on both loops ------------------------------------------------------------
