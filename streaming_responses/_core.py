@@ -75,7 +75,7 @@ from ._framing import (
     plan_batch,
 )
 from ._logs import log_failed_stream
-from ._loops import Parking, ResponseTasks, Scheduled, Waker, current_loop
+from ._loops import Parking, ResponseTasks, Scheduled, current_loop
 from ._negotiation import choose_coding, request_accept_encoding, with_vary
 from ._outcome import OBSERVER_SCOPE_KEY, Outcome, OutcomeCallback, StreamObserver, StreamOutcome
 from ._producers import ChunkQueue, Producer, close_quietly
@@ -152,7 +152,6 @@ class ChunkPump:
         "_body_warning_given",
         "_closed",
         "_coder",
-        "_done",
         "_error",
         "_escaped",
         "_finishing",
@@ -160,11 +159,12 @@ class ChunkPump:
         "_idle_deadline",
         "_looked_again",
         "_messages",
+        "_method",
         "_observed",
         "_opened",
         "_parking",
+        "_path",
         "_queue",
-        "_request_line",
         "_scope",
         "_send",
         "_sending",
@@ -174,6 +174,7 @@ class ChunkPump:
         "_timer_at",
         "_track_sends",
         "_vary",
+        "_wake",
         "name",
         "on_outcome",
         "outcome",
@@ -204,7 +205,9 @@ class ChunkPump:
         self._first_byte: float | None = None
         self._track_sends = settings.keepalive is not None
         self._body_warning_given = False
-        self._request_line = ("GET", "")
+        #: The request line, for the log record of a failure.
+        self._method = "GET"
+        self._path = ""
         self._observed: Callable[[StreamOutcome], None] | None = None
         #: The negotiated content coding (``None``: the body goes as it is).
         self._coder: MessageCoder | None = None
@@ -215,10 +218,10 @@ class ChunkPump:
         self._queue: ChunkQueue | None = None
         self._send: Send | None = None
         self._tasks: ResponseTasks | None = None
-        #: Set to wake the response's task: the body ended, failed, or must stop.
-        self._done: Waker | None = None
         #: The shared timers of a parking sender (asyncio), or ``None`` (it waits in its task).
         self._parking: Parking | None = None
+        #: The callback of a parked sender (``_on_wake``, bound once), where senders park.
+        self._wake: Callable[[], None] | None = None
         self._timer: Scheduled | None = None
         self._timer_at = 0.0
         #: When a parked sender's idle timeout runs out (``None``: not counting).
@@ -259,7 +262,8 @@ class ChunkPump:
         check_wrapping(send)
         settings = self.settings
         method = scope.get("method", "GET")
-        self._request_line = (method, scope.get("path", ""))
+        self._method = method
+        self._path = scope.get("path", "")
         pathsend = settings.pathsend is not None and "http.response.pathsend" in scope.get("extensions", {})
         if settings.compress:
             self._negotiate(scope, method, pathsend)
@@ -295,11 +299,11 @@ class ChunkPump:
             return
         self.state.shutdown_requested = True
         self.producer.stop_soon()
-        if self._done is not None:
-            self._done.set()
+        if self._tasks is not None:
+            self._tasks.wake()
 
     async def _run_body(self, receive: Receive, send: Send) -> StreamOutcome:
-        """Run the producer, the sender and the listener until the body ends or must stop.
+        """Run the producer and the sender until the body ends or must stop, listening meanwhile.
 
         One coroutine, not a chain of them: an idle stream's task holds it for hours.
         """
@@ -308,8 +312,8 @@ class ChunkPump:
         self._send = send
         loop = current_loop()
         self._parking = loop.parking()
-        done = self._done = loop.waker()
-        deadline = None if settings.timeout is None else anyio.current_time() + settings.timeout
+        if self._parking is not None:
+            self._wake = self._on_wake
         registered = settings.shutdown is not ShutdownPolicy.WAIT
         if registered:
             REGISTRY.register(self.request_shutdown)
@@ -318,12 +322,24 @@ class ChunkPump:
                 async with loop.response_tasks() as tasks:
                     self._tasks = tasks
                     try:
-                        tasks.start_producer(self._produce(queue))
-                        if not settings.duplex:
-                            tasks.listen(receive, self._heard)
-                        self._start_sender()
-                        if not await done.wait(deadline):
-                            self._timed_out = True
+                        listening = self._begin(tasks, queue, receive)
+                        while listening and not tasks.woken:
+                            tasks.receiving()
+                            try:
+                                message: Message | Exception = await receive()
+                            except BaseException as exc:
+                                if tasks.received(exc):
+                                    break  # woken
+                                if not isinstance(exc, Exception):
+                                    raise
+                                message = exc
+                            else:
+                                tasks.received()
+                            if not self._heard(message):
+                                break
+                        if not tasks.woken:
+                            await tasks.wait()
+                        self._timed_out = tasks.expired
                     finally:
                         self._closed = True
                         self._stop_timer()
@@ -342,6 +358,22 @@ class ChunkPump:
             if registered:
                 REGISTRY.unregister(self.request_shutdown)
 
+    def _begin(self, tasks: ResponseTasks, queue: ChunkQueue, receive: Receive) -> bool:
+        """Start the producer, the sender, the deadline, and the listener where it is a task.
+
+        Return whether the response's own task is to listen for the disconnect (asyncio).
+        """
+        settings = self.settings
+        tasks.start_producer(self._produce(queue))
+        self._start_sender()
+        if settings.timeout is not None:
+            tasks.wake_at(anyio.current_time() + settings.timeout)
+        if settings.duplex:  # the producer reads receive() itself
+            return False
+        if tasks.listens_here:
+            return True
+        tasks.listen(receive, self._heard)
+        return False
     def _stopped_by(self, error: BaseException | None) -> BaseException | None:
         """The exception that stopped the body, once the reasons without one are accounted for."""
         state = self.state
@@ -410,9 +442,9 @@ class ChunkPump:
         return True
 
     def _wake_response(self) -> None:
-        done = self._done
-        assert done is not None
-        done.set()
+        tasks = self._tasks
+        assert tasks is not None
+        tasks.wake()
 
     def _warn_unread_body(self) -> None:
         if not self._body_warning_given:
@@ -507,7 +539,9 @@ class ChunkPump:
         of the idle timeout, which counts the producer's silence from here (pings do not
         reset it; a chunk does).
         """
-        if not queue.park(self._start_sender):
+        wake = self._wake
+        assert wake is not None
+        if not queue.park(wake):
             return False
         self._sending = False
         idle = self.settings.idle_timeout
@@ -529,27 +563,34 @@ class ChunkPump:
             return
         if self._timer is not None:
             if self._timer_at <= deadline:
-                return  # it comes first; _on_timer sets the next one then
+                return  # it comes first; _on_wake sets the next one then
             self._timer.cancel()
         parking = self._parking
+        wake = self._wake
         assert parking is not None
+        assert wake is not None
         self._timer_at = deadline
-        self._timer = parking.call_at(deadline, self._on_timer)
+        self._timer = parking.call_at(deadline, wake)
 
-    def _on_timer(self) -> None:
-        """The timer of a parked sender came: send a keep-alive, or end on the idle timeout."""
-        self._timer = None
-        if self._sending or self._closed:
-            return  # a running sender sets the timer again when it parks
+    def _on_wake(self) -> None:
+        """The one callback of a parked sender (one bound method, made once: ``_wake``).
+
+        A chunk or the end of the body came (``queue.park``), or the timer did: start the
+        sender, send a keep-alive, or end the stream on its idle timeout.
+        """
         queue = self._queue
         parking = self._parking
         assert queue is not None
         assert parking is not None
-        if queue.items or queue.finished:  # a worker thread's wake-up is on its way
+        now = parking.time()
+        if self._timer is not None and now >= self._timer_at:
+            self._timer = None  # it came (this call, or one due in this turn that finds it gone)
+        if self._sending or self._closed:
+            return  # a running sender sets the timer again when it parks
+        if queue.items or queue.finished:
             queue.unpark()
             self._start_sender()
             return
-        now = parking.time()
         idle_deadline = self._idle_deadline
         if idle_deadline is not None and now >= idle_deadline:
             idle = self.settings.idle_timeout
@@ -883,7 +924,7 @@ class ChunkPump:
         )
         self.outcome = outcome
         if log:
-            log_failed_stream(outcome, self.name, *self._request_line)
+            log_failed_stream(outcome, self.name, self._method, self._path)
         callback = self.on_outcome
         if callback is not None:
             try:

@@ -18,6 +18,7 @@ state is the set of warnings already given, so a busy server logs each hazard on
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -66,7 +67,13 @@ def _wrapped_callables(value: object) -> list[object]:
         return found
     owner = getattr(value, "__self__", None)
     if owner is not None:  # a bound method: the object keeps the next send as an attribute
-        found.extend(vars(owner).values() if hasattr(owner, "__dict__") else ())
+        # Its attributes, read without vars(owner): that would give the object (a server's,
+        # for every request) a dictionary of its own, where Python keeps them inline.
+        for item in gc.get_referents(owner):
+            if isinstance(item, dict):
+                found.extend(item.values())
+            elif item is not type(owner):
+                found.append(item)
     for cell in getattr(value, "__closure__", None) or ():
         try:
             found.append(cell.cell_contents)

@@ -17,6 +17,7 @@ import asyncio
 import contextvars
 import heapq
 import math
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from types import TracebackType
 from typing import Any
@@ -225,6 +226,10 @@ class AsyncioBackend:
             return timers
 
 
+#: The message of the cancellation with which :meth:`ResponseTasks.wake` interrupts receive().
+WAKE_MESSAGE = "streaming_responses: the response's wait ended"
+
+
 class ResponseTasks:
     """The child tasks of one response on asyncio: plain tasks, each as light as it can be.
 
@@ -239,23 +244,39 @@ class ResponseTasks:
     * the sender runs no code of the user's and no shielded scope, so it is a bare task,
       cancelled directly. A sender that parks ends its task; :meth:`start_sender` starts the
       next, in the response's context;
-    * the listener is no coroutine of ours at all: each ``receive()`` is a task of its own,
-      whose done callback hands the message over and starts the next.
+    * there is no listener task (Python 3.11+): the response's own task awaits ``receive()``
+      while it waits for the end (:attr:`listens_here`), and :meth:`wake` interrupts that
+      await with a cancellation of its own, which :meth:`received` tells apart from any
+      other by the task's count of cancellations, as anyio's scopes do. Cancelling a pending
+      ``receive()`` is what Starlette's own streaming response does at the end of every
+      response, so servers expect it. On 3.10 each ``receive()`` is a bare task (:meth:`listen`).
 
     Leaving the block waits for every child, also when the response itself is being cancelled
     (that cancellation is raised afterwards). A child ending with an exception other than a
     cancellation is raised from the block (none of the pump's jobs lets one out).
     """
 
+    #: Whether the response's own task awaits ``receive()`` (else :meth:`listen` starts a
+    #: task). Python 3.10 cannot count cancellations (``Task.cancelling``), so a server's
+    #: cancellation in the same turn as a wake could be taken for the wake: a task listens there.
+    listens_here = sys.version_info >= (3, 11)
+
     __slots__ = (
+        "_cancel_sent",
+        "_cancelling",
         "_closing",
         "_context",
+        "_future",
         "_heard",
+        "_host",
         "_listener",
         "_producer",
         "_producer_scope",
         "_receive",
         "_sender",
+        "_timer",
+        "expired",
+        "woken",
     )
 
     def __init__(self) -> None:
@@ -264,9 +285,18 @@ class ResponseTasks:
         self._producer: asyncio.Task[None] | None = None
         self._producer_scope: anyio.CancelScope | None = None
         self._sender: asyncio.Task[None] | None = None
+        self._future: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        #: The response's task while it awaits receive(), when wake() must interrupt it.
+        self._host: asyncio.Task[Any] | None = None
+        self._cancel_sent = False
+        self._cancelling = 0
         self._listener: asyncio.Future[Message] | None = None
         self._receive: Receive | None = None
         self._heard: Callable[[Message | Exception], bool] | None = None
+        #: Whether :meth:`wake` was called; :attr:`expired`: by the deadline of :meth:`wake_at`.
+        self.woken = False
+        self.expired = False
 
     async def __aenter__(self) -> ResponseTasks:
         self._context = contextvars.copy_context()
@@ -296,6 +326,8 @@ class ResponseTasks:
             self._sender = None  # a parked sender: its task, done, is not kept
 
     def listen(self, receive: Receive, heard: Callable[[Message | Exception], bool]) -> None:
+        """Python 3.10: each ``receive()`` a task of its own, whose done callback hands the
+        message over and starts the next (no coroutine of ours waits)."""
         self._receive = receive
         self._heard = heard
         self._listen()
@@ -327,6 +359,60 @@ class ResponseTasks:
         if heard(listener.result()):
             self._listen()
 
+    # -- the response's wait ---------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Wake the response's task: end its wait, or interrupt its await of ``receive()``."""
+        if self.woken:
+            return
+        self.woken = True
+        host = self._host
+        if host is not None and host is not asyncio.current_task():
+            self._host = None
+            self._cancel_sent = True
+            host.cancel(WAKE_MESSAGE)
+            return
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def wake_at(self, deadline: float) -> None:
+        """Wake the response's task at ``deadline`` (``anyio.current_time()`` clock) too."""
+        self._timer = asyncio.get_running_loop().call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        if not self.woken:
+            self.expired = True
+            self.wake()
+
+    def receiving(self) -> None:
+        """The response's task is about to await ``receive()``: :meth:`wake` interrupts it."""
+        host = self._host = asyncio.current_task()
+        assert host is not None
+        # Cancellations requested before the await are not the wake's, nor one during it
+        # from elsewhere: received() compares with this count.
+        self._cancelling = _cancelling(host)
+
+    def received(self, error: BaseException | None = None) -> bool:
+        """The await of ``receive()`` ended (``error``: what it raised); return whether
+        ``error`` is the interruption of :meth:`wake`, which the caller then swallows."""
+        self._host = None
+        if not self._cancel_sent:
+            return False
+        self._cancel_sent = False
+        task = asyncio.current_task()
+        assert task is not None
+        task.uncancel()  # type: ignore[attr-defined]  # Python 3.11+ (listens_here)
+        # A cancellation from elsewhere (the server's) is counted too: it goes on.
+        return error is not None and _cancelling(task) <= self._cancelling
+
+    def wait(self) -> Awaitable[None]:
+        """Await the result: until :meth:`wake` (or the deadline of :meth:`wake_at`)."""
+        future = self._future = asyncio.get_running_loop().create_future()
+        if self.woken:
+            future.set_result(None)
+        return future
+
     async def __aexit__(
         self,
         kind: type[BaseException] | None,
@@ -334,6 +420,9 @@ class ResponseTasks:
         traceback: TracebackType | None,
     ) -> None:
         self._closing = True
+        self._host = None
+        if self._timer is not None:
+            self._timer.cancel()
         if self._producer_scope is not None:
             self._producer_scope.cancel()
         elif self._producer is not None:
@@ -356,6 +445,11 @@ class ResponseTasks:
             problem = None if child.cancelled() else child.exception()
             if problem is not None and child is not self._listener:
                 raise problem  # pragma: no cover - the pump's jobs catch what they raise
+
+
+def _cancelling(task: asyncio.Task[Any]) -> int:
+    cancelling = getattr(task, "cancelling", None)
+    return 0 if cancelling is None else int(cancelling())
 
 
 #: The one asyncio backend (it keeps no state: every call asks for the running loop).

@@ -12,6 +12,7 @@ one task group, and its sender waits in its task instead of parking (:meth:`Trio
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from types import TracebackType
 from typing import Any
@@ -89,12 +90,22 @@ class TrioToken:
 
 
 class TaskGroupChildren:
-    """A response's child tasks on trio: one anyio task group, cancelled when the block ends."""
+    """A response's child tasks on trio: one anyio task group, cancelled when the block ends.
 
-    __slots__ = ("_group",)
+    The listener is a child task too (:attr:`listens_here` is false), and the response's wait
+    is a ``trio.Event`` with ``trio.move_on_at`` for its deadline.
+    """
+
+    listens_here = False
+
+    __slots__ = ("_deadline", "_event", "_group", "expired", "woken")
 
     def __init__(self) -> None:
         self._group: anyio.abc.TaskGroup | None = None
+        self._event = trio.Event()
+        self._deadline = math.inf
+        self.woken = False
+        self.expired = False
 
     async def __aenter__(self) -> TaskGroupChildren:
         group = self._group = anyio.create_task_group()
@@ -109,14 +120,36 @@ class TaskGroupChildren:
     def start_producer(self, job: Coroutine[Any, Any, None]) -> None:
         self._start(job)
 
-    def start_sender(self, job: Coroutine[Any, Any, None]) -> None:
-        self._start(job)
-
     def producer_scope(self) -> contextlib.nullcontext[None]:
         return contextlib.nullcontext()  # the task group's cancellation stops at shields itself
 
+    def start_sender(self, job: Coroutine[Any, Any, None]) -> None:
+        self._start(job)
+
     def listen(self, receive: Receive, heard: Callable[[Message | Exception], bool]) -> None:
         self._start(_listen(receive, heard))
+
+    def wake(self) -> None:
+        self.woken = True
+        self._event.set()
+
+    def wake_at(self, deadline: float) -> None:
+        self._deadline = deadline
+
+    def receiving(self) -> None:
+        raise RuntimeError("on trio a child task listens (listens_here is false)")
+
+    def received(self, error: BaseException | None = None) -> bool:
+        raise RuntimeError("on trio a child task listens (listens_here is false)")
+
+    def wait(self) -> Awaitable[None]:
+        return self._wait()
+
+    async def _wait(self) -> None:
+        with trio.move_on_at(self._deadline):
+            await self._event.wait()
+        if not self.woken:
+            self.expired = True
 
     async def __aexit__(
         self,

@@ -58,12 +58,24 @@ class Scheduled(Protocol):
 
 
 class ResponseTasks(Protocol):
-    """The child tasks of one response, as an async context manager around the response's wait.
+    """The child tasks of one response and its own wait, as an async context manager.
 
+    The response's task starts the producer and the sender, then waits (:meth:`wait`) until
+    :meth:`wake` (the body ended, the client left, a shutdown) or the deadline of
+    :meth:`wake_at`. Meanwhile it listens for the disconnect: itself where
+    :attr:`listens_here` (asyncio: ``receiving``/``received`` around each ``await
+    receive()``, which :meth:`wake` interrupts), or through a child task (:meth:`listen`).
     Leaving the block cancels every child and waits for it, also when the response itself is
     being cancelled (that cancellation goes on afterwards). Nothing is started once the block
     is being left.
     """
+
+    #: Whether the response's own task awaits ``receive()`` (else :meth:`listen` starts a task).
+    listens_here: bool
+    #: Whether :meth:`wake` was called (or the deadline came).
+    woken: bool
+    #: Whether the deadline of :meth:`wake_at` came first.
+    expired: bool
 
     async def __aenter__(self) -> ResponseTasks: ...
 
@@ -85,8 +97,25 @@ class ResponseTasks(Protocol):
         """Run one run of the sender (one at a time: a parking sender is started again later)."""
 
     def listen(self, receive: Receive, heard: Callable[[Message | Exception], bool]) -> None:
-        """Await ``receive()`` again and again, handing each message (or the exception it
-        raised) to ``heard`` until it returns ``False``."""
+        """Where the response's task does not listen itself: await ``receive()`` again and
+        again in a child task, handing each message (or the exception it raised) to ``heard``
+        until it returns ``False``."""
+
+    def wake(self) -> None:
+        """Wake the response's task (from anywhere on the loop); harmless when repeated."""
+
+    def wake_at(self, deadline: float) -> None:
+        """Wake the response's task at ``deadline`` (``anyio.current_time()`` clock) too."""
+
+    def receiving(self) -> None:
+        """Where :attr:`listens_here`: the response's task is about to await ``receive()``."""
+
+    def received(self, error: BaseException | None = None) -> bool:
+        """Where :attr:`listens_here`: the await of ``receive()`` ended (``error``: what it
+        raised). Return whether ``error`` is :meth:`wake`'s interruption, to be swallowed."""
+
+    def wait(self) -> Awaitable[None]:
+        """Await the result: until :meth:`wake` or the deadline of :meth:`wake_at`."""
 
 
 class Parking(Protocol):

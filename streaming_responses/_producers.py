@@ -363,6 +363,8 @@ class IdleHandOver:
 class Producer:
     """One body source. Subclasses override :meth:`run` and :meth:`close`."""
 
+    __slots__ = ()
+
     #: Whether the source runs in worker threads (the core cannot watch it turn by turn).
     in_thread: bool = False
 
@@ -513,6 +515,8 @@ class ResumeAfterItems:
 
 class AsyncIterableProducer(Producer):
     """An async iterable, iterated on the event loop in one of the response's child tasks."""
+
+    __slots__ = ("_iterable", "_iterator")
 
     def __init__(self, iterable: AsyncIterable[Any]) -> None:
         self._iterable = iterable

@@ -75,6 +75,8 @@ async def _fill_with_events(iterator: AsyncIterator[Any], queue: ChunkQueue, enc
 class _EncodingAsyncProducer(AsyncIterableProducer):
     """An async iterable of items, each encoded on its way into the queue."""
 
+    __slots__ = ("_encode",)
+
     def __init__(self, iterable: AsyncIterable[Any], encode: Encoder) -> None:
         super().__init__(iterable)
         self._encode = encode

@@ -8,11 +8,13 @@ hypercorn ``-k trio``.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import sys
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio
 import anyio.lowlevel
@@ -31,7 +33,7 @@ from streaming_responses import (
 )
 from streaming_responses._loops import ResponseTasks, current_loop
 from streaming_responses._producers import ChunkQueue, IdleHandOver
-from streaming_responses._types import Message
+from streaming_responses._types import Message, Receive
 from tests.asgi import Recorder, http_scope
 
 pytestmark = pytest.mark.anyio
@@ -135,9 +137,31 @@ async def test_the_idle_hand_over_waits_while_progress_goes_on_and_fires_once_it
     assert handed == [5]
 
 
+async def listen(
+    tasks: ResponseTasks, receive: Receive, heard: Callable[[Message | Exception], bool]
+) -> None:
+    """Listen as the core does: in the response's own task where the loop allows it."""
+    if not tasks.listens_here:
+        tasks.listen(receive, heard)
+        return
+    while not tasks.woken:
+        tasks.receiving()
+        try:
+            message: Message | Exception = await receive()
+        except BaseException as exc:
+            if tasks.received(exc):
+                return
+            if not isinstance(exc, Exception):
+                raise
+            message = exc
+        else:
+            tasks.received()
+        if not heard(message):
+            return
+
+
 async def test_leaving_the_block_cancels_every_child_and_waits_for_it() -> None:
     states: list[str] = []
-    loop = current_loop()
 
     async def forever(name: str) -> None:
         try:
@@ -149,22 +173,94 @@ async def test_leaving_the_block_cancels_every_child_and_waits_for_it() -> None:
         with tasks.producer_scope():
             await forever("producer")
 
-    async def receive() -> Message:
-        await forever("listener")
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async with loop.response_tasks() as tasks:
+    async with current_loop().response_tasks() as tasks:
         tasks.start_producer(producer(tasks))
         tasks.start_sender(forever("sender"))
-        tasks.listen(receive, lambda message: True)
         await anyio.sleep(0.01)
-    assert sorted(states) == ["listener", "producer", "sender"]
+    assert sorted(states) == ["producer", "sender"]
 
 
-async def test_the_listener_hands_over_each_message_until_told_to_stop() -> None:
+async def test_the_response_hears_each_message_until_it_stops_listening_then_waits_for_its_wake() -> None:
     messages: list[Message] = [
         {"type": "http.request", "body": b"x", "more_body": True},
         {"type": "http.request", "body": b"", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+    heard: list[object] = []
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    def hear(message: Message | Exception) -> bool:
+        heard.append(message)
+        return not (isinstance(message, dict) and message["type"] == "http.disconnect")
+
+    async with current_loop().response_tasks() as tasks:
+        await listen(tasks, receive, hear)
+        current_loop().call_soon(tasks.wake)
+        await tasks.wait()
+        assert tasks.woken
+        assert not tasks.expired
+    assert [message["type"] for message in heard if isinstance(message, dict)] == [
+        "http.request",
+        "http.request",
+        "http.disconnect",
+    ]
+
+
+async def test_an_exception_of_receive_is_heard_and_listening_ends() -> None:
+    heard: list[object] = []
+
+    async def receive() -> Message:
+        raise OSError("the server's receive broke")
+
+    def hear(message: Message | Exception) -> bool:
+        heard.append(message)
+        return False  # as the core's: a broken receive() is not awaited again
+
+    async with current_loop().response_tasks() as tasks:
+        await listen(tasks, receive, hear)
+        while not heard:
+            await anyio.lowlevel.checkpoint()
+        tasks.wake()
+        await tasks.wait()
+    assert len(heard) == 1
+    assert isinstance(heard[0], OSError)
+
+
+async def test_a_wake_ends_the_wait_while_receive_is_pending_and_receive_is_cancelled() -> None:
+    cancelled: list[bool] = []
+    waiting = anyio.Event()
+
+    async def receive() -> Message:
+        waiting.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(True)
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async with current_loop().response_tasks() as tasks:
+        async with anyio.create_task_group() as group:
+
+            async def wake_when_waiting() -> None:
+                await waiting.wait()
+                tasks.wake()
+
+            group.start_soon(wake_when_waiting)
+            await listen(tasks, receive, lambda message: True)
+            if not tasks.woken:
+                await tasks.wait()
+        assert tasks.woken
+    assert cancelled == [True]
+
+
+async def test_a_listener_task_hears_each_message_until_told_to_stop() -> None:
+    # Where the response's task does not listen itself (trio; asyncio on Python 3.10).
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"x", "more_body": True},
+        {"type": "http.disconnect"},
         {"type": "http.disconnect"},
     ]
     heard: list[object] = []
@@ -183,14 +279,13 @@ async def test_the_listener_hands_over_each_message_until_told_to_stop() -> None
     async with current_loop().response_tasks() as tasks:
         tasks.listen(receive, hear)
         await stopped.wait()
-    assert [message["type"] for message in heard if isinstance(message, dict)] == [
-        "http.request",
-        "http.request",
-        "http.disconnect",
-    ]
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+    assert heard == [{"type": "http.request", "body": b"x", "more_body": True}, {"type": "http.disconnect"}]
+    assert messages == [{"type": "http.disconnect"}]  # not received again after the stop
 
 
-async def test_an_exception_of_receive_is_handed_to_the_listener_and_ends_it() -> None:
+async def test_a_listener_task_hands_over_what_receive_raised() -> None:
     heard: list[object] = []
     stopped = anyio.Event()
 
@@ -200,13 +295,89 @@ async def test_an_exception_of_receive_is_handed_to_the_listener_and_ends_it() -
     def hear(message: Message | Exception) -> bool:
         heard.append(message)
         stopped.set()
-        return True  # ignored: nothing more can be received
+        return True
 
     async with current_loop().response_tasks() as tasks:
         tasks.listen(receive, hear)
         await stopped.wait()
     assert len(heard) == 1
     assert isinstance(heard[0], OSError)
+
+
+async def test_the_deadline_wakes_the_response_and_says_so() -> None:
+    async def receive() -> Message:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async with current_loop().response_tasks() as tasks:
+        tasks.wake_at(anyio.current_time() + 0.02)
+        await listen(tasks, receive, lambda message: True)
+        if not tasks.woken:
+            await tasks.wait()
+        assert tasks.expired
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 listens in a task (no Task.cancelling)")
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio's listener is a task of its own
+async def test_a_cancellation_from_elsewhere_while_receive_is_pending_is_not_taken_for_a_wake(
+    anyio_backend: str,
+) -> None:
+    waiting = asyncio.Event()
+    outcome: list[str] = []
+
+    async def receive() -> Message:
+        waiting.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def response() -> None:
+        async with current_loop().response_tasks() as tasks:
+            try:
+                await listen(tasks, receive, lambda message: True)
+            except asyncio.CancelledError:
+                outcome.append("cancelled")
+                raise
+            outcome.append("woken")  # pragma: no cover - must not be reached
+
+    task = asyncio.ensure_future(response())
+    await waiting.wait()
+    task.cancel()  # the server cancels the response
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert outcome == ["cancelled"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 listens in a task (no Task.cancelling)")
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio's listener is a task of its own
+async def test_a_server_cancellation_in_the_same_turn_as_a_wake_still_cancels_the_response(
+    anyio_backend: str,
+) -> None:
+    waiting = asyncio.Event()
+    outcome: list[str] = []
+    holder: list[ResponseTasks] = []
+
+    async def receive() -> Message:
+        waiting.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def response() -> None:
+        async with current_loop().response_tasks() as tasks:
+            holder.append(tasks)
+            try:
+                await listen(tasks, receive, lambda message: True)
+            except asyncio.CancelledError:
+                outcome.append("cancelled")
+                raise
+            outcome.append("woken")
+
+    task = asyncio.ensure_future(response())
+    await waiting.wait()
+    task.cancel()  # the server cancels the response ...
+    holder[0].wake()  # ... and the body ends, before the task runs again
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert outcome == ["cancelled"]
 
 
 async def test_a_cancellation_of_the_block_goes_on_only_after_the_producers_shielded_cleanup() -> None:
