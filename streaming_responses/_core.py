@@ -41,7 +41,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -138,6 +138,12 @@ class PumpSettings:
     compress: Codings = ()
 
 
+class OutcomeHolder(Protocol):
+    """What keeps a response's outcome (the response class, for ``response.outcome``)."""
+
+    outcome: StreamOutcome | None
+
+
 class ChunkPump:
     """Drive one producer to one ASGI connection. Create one per response call.
 
@@ -156,6 +162,7 @@ class ChunkPump:
         "_escaped",
         "_finishing",
         "_first_byte",
+        "_holder",
         "_idle_deadline",
         "_looked_again",
         "_messages",
@@ -190,6 +197,7 @@ class ChunkPump:
         on_outcome: OutcomeCallback | None = None,
         *,
         name: str = "response",
+        holder: OutcomeHolder | None = None,
     ) -> None:
         self.settings = settings
         self.producer = producer
@@ -200,6 +208,8 @@ class ChunkPump:
         self.state = ResponseState()
         #: The record of how the response ended, once it has (also when run() raised).
         self.outcome: StreamOutcome | None = None
+        #: An object (the response) whose ``outcome`` is set with this one's.
+        self._holder = holder
         self._messages = 0
         self._begun = 0.0
         self._first_byte: float | None = None
@@ -923,6 +933,8 @@ class ChunkPump:
             encoded_bytes=state.bytes_sent if coder is None or not coder.started else coder.encoded,
         )
         self.outcome = outcome
+        if self._holder is not None:
+            self._holder.outcome = outcome
         if log:
             log_failed_stream(outcome, self.name, self._method, self._path)
         callback = self.on_outcome

@@ -14,7 +14,7 @@ nothing itself. An adapter:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,10 +27,35 @@ from ._options import StreamOptions, parse_content_length
 from ._outcome import Outcome, StreamOutcome
 from ._producers import Producer, make_producer
 from ._shutdown import ShutdownPolicy
-from ._types import Content, Receive, Scope, Send
+from ._types import Content, RawHeaders, Receive, Scope, Send
 
 #: The header most responses send, built once.
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+#: The ``Content-Type`` headers of the library's own classes, built once and shared.
+_SHARED_CONTENT_TYPES = {
+    value: (b"content-type", value)
+    for value in (
+        b"text/event-stream; charset=utf-8",
+        b"text/plain; charset=utf-8",
+        b"text/csv; charset=utf-8",
+        b"application/jsonl",
+        b"application/x-ndjson",
+        b"text/html; charset=utf-8",
+    )
+}
+
+
+def _share_content_type(headers: RawHeaders) -> None:
+    """Replace a common ``Content-Type`` header by its shared copy (a stream holds its headers
+    for as long as it is open)."""
+    for index, (name, value) in enumerate(headers):
+        if name == b"content-type":
+            shared = _SHARED_CONTENT_TYPES.get(value)
+            if shared is not None:
+                headers[index] = shared
+            return
+
 
 #: Outcomes after which the background task runs: the response was not a failure.
 _RUN_BACKGROUND = frozenset({Outcome.COMPLETE, Outcome.DISCONNECTED, Outcome.SHUTDOWN})
@@ -148,6 +173,7 @@ class StreamingResponse(StarletteStreamingResponse):
         self.media_type = self.media_type if media_type is None else media_type
         self.background = background
         self.init_headers(headers)
+        _share_content_type(self.raw_headers)
         nosniff = self.content_type_options
         if nosniff is not None and all(name != b"x-content-type-options" for name, _ in self.raw_headers):
             header = _NOSNIFF if nosniff == b"nosniff" else (b"x-content-type-options", nosniff)
@@ -222,20 +248,30 @@ class StreamingResponse(StarletteStreamingResponse):
         """The plan of one call: the hook for responses whose body depends on the request."""
         return CallPlan(self.pump_settings(), self.producer)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(  # type: ignore[override]  # a coroutine, not an async def (see below)
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> Coroutine[Any, Any, object]:
         if scope["type"] != "http":
             raise TypeError(f"{type(self).__name__} serves HTTP only, not a {scope['type']!r} scope")
         # A header set after construction (response.headers["content-length"] = ...) counts too.
         late = self._take_content_length_header()
         if late is not None:
             self.content_length = late
+        if self.background is None and type(self).prepare is StreamingResponse.prepare:
+            # The usual case hands the server the pump's own coroutine: an open stream (an idle
+            # event stream, for hours) then keeps no frame of this method. Its result, the
+            # outcome, is ignored by servers as any result of an ASGI application is.
+            return self._pump(self.pump_settings(), self.producer).run(scope, receive, send)
+        return self._serve(scope, receive, send)
+
+    def _pump(self, settings: PumpSettings, producer: Producer) -> ChunkPump:
+        return ChunkPump(settings, producer, self.options.on_outcome, name=type(self).__name__, holder=self)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A call with a body that depends on the request (:meth:`prepare`) or a background task."""
         plan = await self.prepare(scope)
-        pump = ChunkPump(plan.settings, plan.producer, self.options.on_outcome, name=type(self).__name__)
-        del plan  # not kept for the whole stream
-        try:
-            outcome = await pump.run(scope, receive, send)
-        finally:
-            self.outcome = pump.outcome
+        pump = self._pump(plan.settings, plan.producer)
+        outcome = await pump.run(scope, receive, send)
         if self.background is not None and outcome.error is None and outcome.kind in _RUN_BACKGROUND:
             await self.background()
 
