@@ -134,7 +134,12 @@ class Timers:
         self._context = contextvars.Context()
 
     def __len__(self) -> int:
+        """The entries still to run."""
         return len(self._heap) - self._cancelled
+
+    def heap_size(self) -> int:
+        """The entries in the heap, cancelled ones included."""
+        return len(self._heap)
 
     def time(self) -> float:
         """The loop's clock, usable from a loop callback too."""

@@ -29,6 +29,7 @@ from streaming_responses import (
     StreamTimeout,
 )
 from streaming_responses._core import ChunkPump, PumpSettings
+from streaming_responses._loop_asyncio import LISTENER_TASK, PRODUCER_TASK, SENDER_TASK, ResponseTasks
 from streaming_responses._producers import (
     AsyncIterableProducer,
     ChunkQueue,
@@ -37,6 +38,9 @@ from streaming_responses._producers import (
 )
 from streaming_responses._types import Message, Write
 from tests.asgi import Recorder, http_scope
+
+#: The names of the pump's own tasks (``_loop_asyncio``).
+PUMP_TASKS = frozenset({PRODUCER_TASK, SENDER_TASK, LISTENER_TASK})
 
 pytestmark = pytest.mark.anyio
 
@@ -899,6 +903,155 @@ async def test_keepalive_does_not_hide_an_idle_timeout() -> None:
     assert recorder.bodies[0] == b"first"
     assert 3 <= recorder.bodies.count(b"ping") <= 8
     assert finalized == ["closed"]
+
+
+def task_names() -> list[str]:
+    return sorted(task.get_name() for task in asyncio.all_tasks() if task.get_name() in PUMP_TASKS)
+
+
+async def test_an_idle_stream_parks_its_sender_and_its_pings_start_it_again() -> None:
+    # While nothing is queued an idle event stream holds no sender task (and, on Python
+    # 3.11+, no listener task: the response's own task listens); a ping starts one, which
+    # parks again after it.
+    finalized: list[str] = []
+    pump = pump_for(
+        never_yields(finalized),
+        start_immediately=True,
+        opening_chunk=b":\n\n",
+        keepalive=0.02,
+        keepalive_chunk=b"ping",
+    )
+    idle = ["streaming_responses.producer"]
+    if not ResponseTasks.listens_here:  # Python 3.10
+        idle.insert(0, "streaming_responses.listener")
+    recorder = Recorder()
+    async with anyio.create_task_group() as group:
+        group.start_soon(pump.run, http_scope(), recorder.receive, recorder.send)
+        with anyio.fail_after(5):
+            while recorder.bodies.count(b"ping") < 3:
+                await anyio.sleep(0.005)
+            while task_names() != idle:  # between two pings the sender parked
+                await anyio.sleep(0.005)
+        recorder.disconnect.set()
+    assert finalized == ["closed"]
+    assert pump.outcome is not None
+    assert pump.outcome.kind is Outcome.DISCONNECTED
+    assert task_names() == []
+
+
+async def test_chunks_after_a_park_start_the_sender_again_and_arrive_in_order() -> None:
+    gate = anyio.Event()
+    parked = anyio.Event()
+
+    async def bursts() -> AsyncIterator[bytes]:
+        yield b"a"
+        yield b"b"
+        parked.set()
+        await gate.wait()
+        yield b"c"
+        await anyio.sleep(0.01)
+        yield b"d"
+
+    pump = pump_for(bursts())
+    recorder = Recorder()
+    async with anyio.create_task_group() as group:
+        group.start_soon(pump.run, http_scope(), recorder.receive, recorder.send)
+        await parked.wait()
+        with anyio.fail_after(5):
+            while "streaming_responses.sender" in task_names():
+                await anyio.sleep(0.005)
+        gate.set()
+    assert recorder.body == b"abcd"
+    assert pump.outcome is not None
+    assert pump.outcome.kind is Outcome.COMPLETE
+
+
+async def test_a_parked_senders_idle_timeout_ends_the_stream_and_closes_the_producer() -> None:
+    finalized: list[str] = []
+
+    async def then_silent() -> AsyncIterator[bytes]:
+        yield b"first"
+        async for chunk in never_yields(finalized):
+            yield chunk  # pragma: no cover - never reached
+
+    pump = pump_for(then_silent(), idle_timeout=0.05, error_chunk=lambda exc: b"error")
+    recorder = Recorder()
+    with pytest.raises(StreamTimeout, match="idle_timeout"):
+        await pump.run(http_scope(), recorder.receive, recorder.send)
+    assert recorder.bodies[:2] == [b"first", b"error"]
+    assert finalized == ["closed"]
+    assert task_names() == []
+
+
+async def test_a_disconnect_while_the_sender_is_blocked_in_send_interrupts_it() -> None:
+    finalized: list[str] = []
+    blocked = anyio.Event()
+    recorder = Recorder()
+
+    async def endless() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"data"
+                await anyio.lowlevel.checkpoint()
+        finally:
+            finalized.append("closed")
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body" and recorder.bodies:
+            blocked.set()
+            await anyio.sleep_forever()  # a client that stopped reading
+        await recorder.send(message)
+
+    pump = pump_for(endless())
+    async with anyio.create_task_group() as group:
+        group.start_soon(pump.run, http_scope(), recorder.receive, send)
+        await blocked.wait()
+        recorder.disconnect.set()
+    assert finalized == ["closed"]
+    assert pump.outcome is not None
+    assert pump.outcome.kind is Outcome.DISCONNECTED
+    assert task_names() == []
+
+
+async def test_the_total_timeout_interrupts_a_sender_blocked_in_send() -> None:
+    blocked = anyio.Event()
+    recorder = Recorder()
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"data"
+            await anyio.lowlevel.checkpoint()
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body" and recorder.bodies:
+            blocked.set()
+            await anyio.sleep_forever()  # a client that stopped reading
+        await recorder.send(message)
+
+    pump = pump_for(endless(), timeout=0.1)
+    with pytest.raises(StreamTimeout, match="timeout"):
+        await pump.run(http_scope(), recorder.receive, send)
+    assert blocked.is_set()
+    assert pump.outcome is not None
+    assert pump.outcome.kind is Outcome.TIMEOUT
+    assert task_names() == []
+
+
+async def test_a_cancellation_of_an_idle_stream_from_outside_ends_it_and_leaves_no_task() -> None:
+    finalized: list[str] = []
+    pump = pump_for(never_yields(finalized), start_immediately=True, opening_chunk=b":\n\n", keepalive=30)
+    recorder = Recorder()
+    async with anyio.create_task_group() as group:
+        group.start_soon(pump.run, http_scope(), recorder.receive, recorder.send)
+        with anyio.fail_after(5):
+            while not recorder.bodies:
+                await anyio.sleep(0.005)
+        group.cancel_scope.cancel()  # the server gives up on the request
+    assert finalized == ["closed"]
+    assert pump.outcome is not None
+    assert pump.outcome.kind is Outcome.DISCONNECTED
+    assert recorder.disconnect.is_set() is False  # it was not the client
+    assert task_names() == []
 
 
 async def test_a_send_that_blocks_past_send_timeout_drops_the_client_and_closes_the_producer() -> None:

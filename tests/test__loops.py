@@ -31,6 +31,7 @@ from streaming_responses import (
     StreamOutcome,
     end_all_streams,
 )
+from streaming_responses._loop_asyncio import Timers
 from streaming_responses._loops import ResponseTasks, current_loop
 from streaming_responses._producers import ChunkQueue, IdleHandOver
 from streaming_responses._types import Message, Receive
@@ -187,16 +188,21 @@ async def test_the_response_hears_each_message_until_it_stops_listening_then_wai
         {"type": "http.disconnect"},
     ]
     heard: list[object] = []
+    disconnected = anyio.Event()
 
     async def receive() -> Message:
         return messages.pop(0)
 
     def hear(message: Message | Exception) -> bool:
         heard.append(message)
-        return not (isinstance(message, dict) and message["type"] == "http.disconnect")
+        if isinstance(message, dict) and message["type"] == "http.disconnect":
+            disconnected.set()
+            return False
+        return True
 
     async with current_loop().response_tasks() as tasks:
         await listen(tasks, receive, hear)
+        await disconnected.wait()
         current_loop().call_soon(tasks.wake)
         await tasks.wait()
         assert tasks.woken
@@ -453,6 +459,60 @@ async def test_a_sender_started_while_the_block_is_being_left_never_runs() -> No
             tasks.start_sender(job())
         gc.collect()
     assert ran == []
+
+
+async def test_parking_timers_are_shared_by_the_loop_on_asyncio_and_absent_on_trio(
+    anyio_backend: str,
+) -> None:
+    loop = current_loop()
+    if anyio_backend == "trio":
+        assert loop.parking() is None  # the sender waits in its task there
+    else:
+        assert loop.parking() is loop.parking()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # parking timers exist on asyncio only
+async def test_the_timer_heap_runs_due_callbacks_in_deadline_order_and_never_a_cancelled_one(
+    anyio_backend: str,
+) -> None:
+    timers = current_loop().parking()
+    assert timers is not None
+    ran: list[str] = []
+    now = timers.time()
+    timers.call_at(now + 0.03, lambda: ran.append("third"))
+    timers.call_at(now + 0.01, lambda: ran.append("first"))
+    dropped = timers.call_at(now + 0.015, lambda: ran.append("dropped"))
+    timers.call_at(now + 0.02, lambda: ran.append("second"))
+    dropped.cancel()
+    dropped.cancel()  # cancelling twice is harmless
+    with anyio.fail_after(5):
+        while len(ran) < 3:
+            await anyio.sleep(0.005)
+    assert ran == ["first", "second", "third"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # parking timers exist on asyncio only
+async def test_the_timer_heap_rebuilds_itself_when_cancelled_entries_are_most_of_it(
+    anyio_backend: str,
+) -> None:
+    timers = current_loop().parking()
+    assert isinstance(timers, Timers)
+    ran: list[int] = []
+    far = timers.time() + 3600
+    entries = [timers.call_at(far + n, lambda n=n: ran.append(n)) for n in range(100)]  # type: ignore[misc]
+    for entry in entries[:90]:
+        entry.cancel()
+    assert len(timers) == 10
+    assert timers.heap_size() < 100  # the cancelled ones were dropped, not kept until their time
+    soon = timers.call_at(timers.time() + 0.01, lambda: ran.append(-1))
+    with anyio.fail_after(5):
+        while not ran:
+            await anyio.sleep(0.005)
+    assert ran == [-1]
+    soon.cancel()  # after it ran: harmless
+    for entry in entries[90:]:
+        entry.cancel()
+    assert len(timers) == 0
 
 
 # -- the guarantees on both loops ------------------------------------------------------------
