@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,7 +35,7 @@ from streaming_responses import (
     SubscriberTooSlow,
     last_event_id,
 )
-from streaming_responses.testing import StreamingTestClient
+from streaming_responses.testing import StreamAborted, StreamingTestClient
 from tests.redis_server import RedisServer, redis_server
 from tests.sse_parser import EventStreamParser
 
@@ -336,16 +337,40 @@ async def test_a_subscription_made_before_the_broker_closed_cannot_join_after(
             pass
 
 
-async def test_a_reconnecting_event_stream_resumes_without_duplicates(make_broker: MakeBroker) -> None:
-    broker = make_broker()
+def stream_endpoint(broker: EventBroker, idiom: str, **settings: Any) -> Callable[..., Any]:
+    """An event stream of ``broker`` written in one of the two idioms of the docs: a generator
+    relaying the subscription, or the subscription handed to the response as it is."""
 
     async def endpoint(request: Request) -> Response:
+        topics = request.query_params.get("topics")
+        chosen = topics.split(",") if topics else None
+        if idiom == "direct":
+            return EventSourceResponse(broker.subscribe(last_event_id(request), topics=chosen), **settings)
+
         async def events() -> AsyncIterator[ServerSentEvent]:
-            async with broker.subscribe(last_event_id(request)) as subscription:
+            async with broker.subscribe(last_event_id(request), topics=chosen) as subscription:
                 async for event in subscription:
                     yield event
 
-        return EventSourceResponse(events(), ping=None)
+        return EventSourceResponse(events(), **settings)
+
+    return endpoint
+
+
+IDIOMS = pytest.mark.parametrize("idiom", ["generator", "direct"])
+
+
+def stream_client(broker: EventBroker, idiom: str = "direct") -> StreamingTestClient:
+    routes = [Route("/events", stream_endpoint(broker, idiom, ping=None))]
+    return StreamingTestClient(Starlette(routes=routes))
+
+
+@IDIOMS
+async def test_a_reconnecting_event_stream_resumes_without_duplicates(
+    make_broker: MakeBroker, idiom: str
+) -> None:
+    broker = make_broker()
+    endpoint = stream_endpoint(broker, idiom, ping=None)
 
     client = StreamingTestClient(Starlette(routes=[Route("/events", endpoint)]))
     seen: list[str] = []
@@ -375,6 +400,159 @@ async def test_a_reconnecting_event_stream_resumes_without_duplicates(make_broke
                 parser.feed(await anext(chunks))
             seen.extend(event.data for event in parser.events)
     assert seen == ["1", "2", "3", "4"]
+    await broker.aclose()
+
+
+async def read_events(chunks: AsyncIterator[bytes], parser: EventStreamParser, count: int) -> list[str]:
+    while len(parser.events) < count:
+        parser.feed(await anext(chunks))
+    return [event.data for event in parser.events]
+
+
+@IDIOMS
+async def test_a_stream_sees_the_replay_then_live_events_published_while_it_joins_exactly_once(
+    make_broker: MakeBroker, idiom: str
+) -> None:
+    broker = make_broker()
+    client = stream_client(broker, idiom)
+    sent = [await broker.publish(str(n)) for n in range(1, 201)]
+    publishing = True
+
+    async def keep_publishing() -> None:
+        number = 201
+        while publishing:
+            await broker.publish(str(number))
+            number += 1
+            await anyio.lowlevel.checkpoint()
+
+    parser = EventStreamParser()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as group:
+            group.start_soon(keep_publishing)
+            async with client.stream(
+                "GET", "/events", headers={"last-event-id": sent[9].id or ""}
+            ) as response:
+                data = await read_events(response.iter_bytes(), parser, 400)
+            publishing = False
+    numbers = [int(text) for text in data]
+    expected = list(range(11, 11 + len(numbers)))  # the replay, then every live event once
+    wrong = [
+        (at, number)
+        for at, (number, want) in enumerate(zip(numbers, expected, strict=True))
+        if number != want
+    ]
+    assert not wrong, f"first out of order (index, number): {wrong[:5]}"
+    await broker.aclose()
+
+
+async def test_a_subscription_handed_to_the_response_follows_several_topics_with_exact_ids(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker()
+    client = stream_client(broker)
+    parser = EventStreamParser()
+    with anyio.fail_after(20):
+        async with client.stream("GET", "/events?topics=news,chat") as response:
+            chunks = response.iter_bytes()
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            await broker.publish("n1", topic="news")
+            await broker.publish("c1", topic="chat")
+            # One order per topic; between topics, the order the fan-out got them in.
+            assert sorted(await read_events(chunks, parser, 2)) == ["c1", "n1"]
+        await broker.publish("n2", topic="news")
+        resume = parser.last_event_id
+        parser = EventStreamParser()
+        async with client.stream(
+            "GET", "/events?topics=news,chat", headers={"last-event-id": resume}
+        ) as response:
+            assert await read_events(response.iter_bytes(), parser, 1) == ["n2"]
+    await broker.aclose()
+
+
+async def test_a_subscription_handed_to_the_response_is_dropped_at_its_buffer_and_the_stream_fails(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker(subscriber_buffer=3)
+    stuck = anyio.Event()
+    subscriptions = []
+
+    async def endpoint(request: Request) -> Response:
+        subscription = broker.subscribe()
+        subscriptions.append(subscription)
+        return EventSourceResponse(subscription, ping=None)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def stalled_send(message: Any) -> None:
+            if message.get("body", b"").startswith(b"data: "):
+                await stuck.wait()  # a client that stopped reading: the sender is stuck here
+            await send(message)
+
+        await Starlette(routes=[Route("/events", endpoint)])(scope, receive, stalled_send)
+
+    client = StreamingTestClient(app)
+    with anyio.fail_after(20):
+        async with client.stream("GET", "/events") as response:
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            # The sender is stuck in its first send; what arrives meanwhile waits in its queue
+            # (several events may have gone out together first) until it holds three.
+            number = 0
+            while not subscriptions[0].dropped:
+                await broker.publish(str(number))
+                number += 1
+                await anyio.sleep(0.001)
+            stuck.set()
+            with pytest.raises(StreamAborted) as caught:
+                await response.read()
+            assert isinstance(caught.value.__cause__, SubscriberTooSlow)
+    assert broker.subscribers == 0
+    await broker.aclose()
+
+
+async def test_a_subscription_handed_to_the_response_ends_the_stream_when_the_broker_closes(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker()
+    client = stream_client(broker)
+    parser = EventStreamParser()
+    with anyio.fail_after(20):
+        async with client.stream("GET", "/events") as response:
+            chunks = response.iter_bytes()
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            await broker.publish("last")
+            assert await read_events(chunks, parser, 1) == ["last"]
+            await broker.aclose()
+            async for chunk in chunks:  # the body ends cleanly: the test client raises otherwise
+                parser.feed(chunk)
+    assert [event.data for event in parser.events] == ["last"]
+
+
+async def test_events_published_from_another_thread_reach_a_subscription_handed_to_the_response() -> None:
+    broker = EventBroker()
+    client = stream_client(broker)
+    parser = EventStreamParser()
+    with anyio.fail_after(20):
+        async with client.stream("GET", "/events") as response:
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            await anyio.to_thread.run_sync(lambda: [broker.publish_nowait(str(n)) for n in range(50)])
+            data = await read_events(response.iter_bytes(), parser, 50)
+    assert data == [str(n) for n in range(50)]
+    await broker.aclose()
+
+
+async def test_a_client_that_leaves_takes_its_subscription_with_it(make_broker: MakeBroker) -> None:
+    broker = make_broker()
+    client = stream_client(broker)
+    with anyio.fail_after(20):
+        async with client.stream("GET", "/events") as response:
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            await response.disconnect()
+        while broker.subscribers:
+            await anyio.sleep(0.001)
     await broker.aclose()
 
 
