@@ -14,11 +14,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import sys
 import threading
 import time
+import types
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -855,3 +859,101 @@ def test_the_job_outcome_and_the_endings_are_plain_data() -> None:
     ]
     with pytest.raises(AttributeError):
         outcome.kind = JobEnding.COMPLETE  # type: ignore[misc]
+
+
+# -- the guide's recipe -------------------------------------------------------------------------
+
+GUIDE = (Path(__file__).resolve().parents[1] / "docs" / "resumable.md").read_text()
+RECIPE = re.search(r'^```python title="chat.py"\n(.*?)^```', GUIDE, re.MULTILINE | re.DOTALL)
+
+
+async def test_the_llm_recipe_of_the_guide_runs_as_shown(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    match = RECIPE
+    assert match is not None
+    if world.server is not None:
+        from_url = EventBroker.from_url
+
+        def with_prefix(url: str, **settings: Any) -> EventBroker:
+            return from_url(url, key_prefix=world.prefix, **settings)
+
+        monkeypatch.setattr(EventBroker, "from_url", with_prefix)
+        monkeypatch.setenv("BROKER_URL", world.server.url)
+    else:
+        monkeypatch.setenv("BROKER_URL", "memory://")
+    # A module of its own, as a file would be (pydantic resolves the models' names there).
+    module = types.ModuleType("chat_recipe")
+    monkeypatch.setitem(sys.modules, "chat_recipe", module)
+    exec(compile(match.group(1), "chat_recipe", "exec"), module.__dict__)
+    namespace = module.__dict__
+    model_closed = asyncio.Event()
+
+    class ModelStream(httpx.AsyncByteStream):
+        """An OpenAI-compatible model server: chunks, then [DONE]; "think" never finishes."""
+
+        def __init__(self, words: list[str], hang: bool) -> None:
+            self.words, self.hang = words, hang
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for word in self.words:
+                chunk = {"choices": [{"index": 0, "delta": {"content": word}}]}
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+            if self.hang:
+                await asyncio.Event().wait()
+            yield b"data: [DONE]\n\n"
+
+        async def aclose(self) -> None:
+            model_closed.set()
+
+    def model_server(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        assert body["stream"] is True
+        text = body["messages"][-1]["content"]
+        return httpx.Response(200, stream=ModelStream(text.split(), hang="think" in text))
+
+    namespace["model"] = httpx.AsyncClient(
+        transport=httpx.MockTransport(model_server), base_url="http://model"
+    )
+    app, streams = namespace["app"], namespace["streams"]
+    client = StreamingTestClient(app)
+    request = {"model": "m", "messages": [{"role": "user", "content": "hello resumable world"}]}
+
+    bad = await client.post("/v1/chat/streams", json={"model": "m", "messages": []})
+    assert bad.status_code == 422
+    started = await client.post("/v1/chat/streams", json=request, headers={"idempotency-key": "k1"})
+    stream_id = started.json()["id"]
+    again = await client.post("/v1/chat/streams", json=request, headers={"idempotency-key": "k1"})
+    assert again.json()["id"] == stream_id
+    events = await http_events(client, f"/v1/chat/streams/{stream_id}")
+    assert [json.loads(e.data)["choices"][0]["delta"]["content"] for e in events[:-1]] == [
+        "hello",
+        "resumable",
+        "world",
+    ]
+    assert (events[-1].type, events[-1].data) == ("message", "[DONE]")
+    assert (await client.get("/v1/chat/streams/AAAAAAAAAAAAAAAA")).status_code == 404
+
+    thinking = {"model": "m", "messages": [{"role": "user", "content": "think hard"}]}
+    stream_id = (await client.post("/v1/chat/streams", json=thinking)).json()["id"]
+    async with client.stream("GET", f"/v1/chat/streams/{stream_id}") as response:
+        parser = EventStreamParser()
+        chunks = response.iter_bytes()
+        with anyio.fail_after(WAIT):
+            while len(parser.events) < 2:
+                parser.feed(await anext(chunks))
+            stopped = await client.post(f"/v1/chat/streams/{stream_id}/stop")
+            parser.feed(await response.read())
+    assert stopped.json() == {"stopped": True}
+    assert model_closed.is_set()  # the request to the model server was cancelled and closed
+    assert [json.loads(e.data)["choices"][0]["delta"]["content"] for e in parser.events[:2]] == [
+        "think",
+        "hard",
+    ]
+    assert json.loads(parser.events[-1].data) == {
+        "error": {"message": "the generation ended: cancelled", "type": "cancelled"}
+    }
+    assert (await client.post("/v1/chat/streams/AAAAAAAAAAAAAAAA/stop")).status_code == 404
+    await streams.aclose()
+    await namespace["broker"].aclose()
+    await namespace["model"].aclose()
