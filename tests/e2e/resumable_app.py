@@ -25,6 +25,7 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio
 from starlette.applications import Starlette
@@ -49,9 +50,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await records.aclose()
 
 
-async def note(name: str, **fields: float | int | str) -> None:
+async def note(name: str, **fields: float) -> None:
     assert records is not None
-    await records.hset(f"{PREFIX}record:{name}", mapping=fields)
+    mapping: dict[Any, Any] = dict(fields)
+    await records.hset(f"{PREFIX}record:{name}", mapping=mapping)
 
 
 def produce(name: str, count: int, gate_every: int, hold_after: int) -> AsyncIterator[str]:
@@ -109,7 +111,9 @@ async def cancel(request: Request) -> Response:
 async def record(request: Request) -> Response:
     assert records is not None
     stored = await records.hgetall(f"{PREFIX}record:{request.path_params['name']}")
-    return JSONResponse({key.decode(): float(value) for key, value in stored.items()})
+    return JSONResponse(
+        {(key.decode() if isinstance(key, bytes) else key): float(value) for key, value in stored.items()}
+    )
 
 
 app = Starlette(

@@ -16,7 +16,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -168,7 +168,7 @@ def test_a_job_started_on_one_worker_is_followed_through_refreshes_on_both_with_
 
 
 def test_cancel_from_the_other_worker_stops_the_producer_and_ends_every_client_with_cancelled(
-    record_property: pytest.RecordProperty,
+    record_property: Callable[[str, object], None],
 ) -> None:
     latencies = []
     with cluster() as running:
