@@ -77,8 +77,9 @@ from ._types import Scope
 
 logger = logging.getLogger("streaming_responses")
 
-#: The event type of a cancel request on the control topic.
+#: The event types on the control topic: a cancel request, and a listener's first event.
 _CANCEL_EVENT = "cancel"
+_HELLO_EVENT = "hello"
 #: The longest idempotency key accepted (it is hashed; the bound only refuses mistakes).
 MAX_KEY_LENGTH = 1024
 #: Seconds a client's stream spends at most letting go of its presence when it ends.
@@ -217,13 +218,20 @@ class _Found:
 
 
 class _Listener:
-    """Follows the control topic on one event loop and hands each cancel to the jobs there."""
+    """Follows the control topic on one event loop and hands each cancel to the jobs there.
+
+    It has joined the topic before :meth:`wait` returns, so a cancel published after a job
+    became visible reaches it. If following fails (Redis away too long), it joins again after
+    the last request it saw, so none is missed unless Redis lost them.
+    """
 
     def __init__(self, streams: ResumableStreams, loop: asyncio.AbstractEventLoop) -> None:
         self.streams = streams
         self.loop = loop
-        self.ready: asyncio.Task[Subscription] = loop.create_task(self._join(None))
+        self.topic = streams.control_topic
+        self.subscription: Subscription | None = None
         self.task: asyncio.Task[None] | None = None
+        self.ready: asyncio.Task[None] = loop.create_task(self._start(), name="resumable streams: cancels")
 
     @property
     def alive(self) -> bool:
@@ -236,58 +244,66 @@ class _Listener:
         return self.task is not None and not self.task.done()
 
     async def wait(self) -> None:
-        subscription = await asyncio.shield(self.ready)
-        if self.task is None:
-            self.task = self.loop.create_task(self._run(subscription))
+        await asyncio.shield(self.ready)
+
+    async def _start(self) -> None:
+        self.subscription = await self._join(None)
+        # Its own first event gives the listener a position to join again after, even if no
+        # cancel ever comes before Redis goes away.
+        hello = await self.streams.broker.publish(ServerSentEvent(None, event=_HELLO_EVENT), topic=self.topic)
+        self.task = self.loop.create_task(self._run(hello.id), name="resumable streams: cancels")
 
     async def _join(self, last_event_id: str | None) -> Subscription:
-        subscription = self.streams.broker.subscribe(last_event_id, topics=[self.streams.control_topic])
+        subscription = self.streams.broker.subscribe(last_event_id, topics=[self.topic])
         await subscription.__aenter__()
         return subscription
 
-    async def _run(self, subscription: Subscription) -> None:
-        last_id: str | None = None
+    async def _run(self, last_id: str | None) -> None:
         backoff = _LISTENER_BACKOFF[0]
-        while True:
-            try:
-                async for event in subscription:
-                    last_id = event.id
-                    backoff = _LISTENER_BACKOFF[0]
-                    if event.event == _CANCEL_EVENT:
-                        self.streams._cancel_here(event.data_text or "")
-                return  # the broker closed
-            except BrokerClosed:
-                return
-            except BrokerError as exc:
-                logger.warning("the cancel listener of %r stopped (%s); joining again", self.streams, exc)
-            subscription.close()
+        try:
             while True:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _LISTENER_BACKOFF[1])
+                subscription = self.subscription
+                assert subscription is not None
                 try:
-                    try:
-                        subscription = await self._join(last_id)
-                    except EventsLost:
-                        # Cancels published while it was away are gone (Redis lost its data).
-                        logger.warning(
-                            "cancel requests to %r may have been lost; following live ones", self.streams
-                        )
-                        subscription = await self._join(None)
-                    break
+                    async for event in subscription:
+                        last_id = event.id
+                        backoff = _LISTENER_BACKOFF[0]
+                        if event.event == _CANCEL_EVENT:
+                            self.streams._cancel_here(event.data_text or "")
+                    return  # the broker closed
                 except BrokerClosed:
                     return
                 except BrokerError as exc:
-                    logger.warning(
-                        "the cancel listener of %r cannot join (%s); trying again", self.streams, exc
-                    )
+                    logger.warning("the cancel listener of %r stopped (%s); joining again", self.streams, exc)
+                subscription.close()
+                self.subscription = None
+                while self.subscription is None:
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _LISTENER_BACKOFF[1])
+                    try:
+                        try:
+                            self.subscription = await self._join(last_id)
+                        except EventsLost:
+                            # Redis lost the requests published while it was away.
+                            logger.warning(
+                                "cancels for %r may have been lost; following new ones", self.streams
+                            )
+                            self.subscription = await self._join(None)
+                    except BrokerClosed:
+                        return
+                    except BrokerError as exc:
+                        logger.warning("the cancel listener of %r cannot join (%s)", self.streams, exc)
+        finally:
+            if self.subscription is not None:
+                self.subscription.close()
 
     async def stop(self) -> None:
         for task in (self.ready, self.task):
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.wait([task])
-        if self.ready.done() and not self.ready.cancelled() and self.ready.exception() is None:
-            self.ready.result().close()
+        if self.subscription is not None:
+            self.subscription.close()
 
 
 class ResumableStreams:

@@ -49,7 +49,7 @@ from streaming_responses import (
     last_event_id,
 )
 from streaming_responses.testing import StreamingTestClient
-from tests.redis_server import RedisServer, redis_server
+from tests.redis_server import RedisServer, redis_server, require_redis, start_redis
 from tests.sse_parser import EventStreamParser, ParsedEvent
 
 __all__ = ("redis_server",)
@@ -957,3 +957,40 @@ async def test_the_llm_recipe_of_the_guide_runs_as_shown(
     await streams.aclose()
     await namespace["broker"].aclose()
     await namespace["model"].aclose()
+
+
+async def test_cancel_requests_still_arrive_after_redis_was_away_longer_than_stall_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    require_redis()
+    with start_redis() as server:
+        prefix = f"test-{uuid.uuid4().hex[:8]}:"
+        owner_broker = EventBroker.from_url(server.url, key_prefix=prefix, timeout=0.5, stall_timeout=0.5)
+        other_broker = EventBroker.from_url(server.url, key_prefix=prefix)
+        outcomes: list[JobOutcome] = []
+        owner = ResumableStreams(owner_broker, lease=60, on_outcome=outcomes.append)
+        other = ResumableStreams(other_broker)
+        record = Record()
+        stream_id = await owner.start(forever(record))
+        watching = other.attach(stream_id)
+        assert items(await read(watching, 1)) == ["first"]  # the job now waits for its model
+        await watching.aclose()
+        with caplog.at_level(logging.WARNING, logger="streaming_responses"):
+            server.pause()
+            try:
+                with anyio.fail_after(WAIT):
+                    while "the cancel listener" not in caplog.text:
+                        await anyio.sleep(0.02)
+            finally:
+                server.resume()
+            # Published while the owner's listener is still away: it finds it when it joins again.
+            assert await other.cancel(stream_id) is True
+            with anyio.fail_after(WAIT):
+                await record.finished.wait()
+                while not outcomes:
+                    await anyio.sleep(0.01)
+        assert record.cancelled_at == "waiting for the model"
+        assert outcomes[0].kind is JobEnding.CANCELLED
+        for streams, broker in ((owner, owner_broker), (other, other_broker)):
+            await streams.aclose()
+            await broker.aclose()
