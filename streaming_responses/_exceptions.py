@@ -234,16 +234,17 @@ class StreamNotFound(StreamError, LookupError):
 class UnsupportedEventLoop(StreamError, RuntimeError):
     """Resumable streams were used on an event loop they do not run on (trio).
 
-    :class:`~streaming_responses.ResumableStreams` keeps background jobs and follows the event
-    broker, which run on asyncio only (uvicorn, granian, hypercorn's default workers); on
-    hypercorn ``-k trio`` it refuses to be made or used, instead of failing later.
+    :class:`~streaming_responses.ResumableStreams` runs its jobs as asyncio tasks that outlive
+    the request, and the Redis broker runs on asyncio only (uvicorn, granian, hypercorn's
+    default workers); on hypercorn ``-k trio`` it refuses to be made or used, instead of
+    failing later.
     """
 
     def __init__(self, what: str, loop: str) -> None:
         self.loop = loop
         super().__init__(
             f"{what} needs asyncio (uvicorn, granian, hypercorn's asyncio workers), but {loop} is running: "
-            "the event broker it is built on has no trio backend"
+            "its jobs are asyncio tasks that outlive the request, and the Redis broker runs on asyncio only"
         )
 
 
