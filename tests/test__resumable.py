@@ -943,10 +943,11 @@ async def test_the_llm_recipe_of_the_guide_runs_as_shown(
             while len(parser.events) < 2:
                 parser.feed(await anext(chunks))
             stopped = await client.post(f"/v1/chat/streams/{stream_id}/stop")
-            parser.feed(await response.read())
+            async for chunk in chunks:
+                parser.feed(chunk)
     assert stopped.json() == {"stopped": True}
     assert model_closed.is_set()  # the request to the model server was cancelled and closed
-    assert [json.loads(e.data)["choices"][0]["delta"]["content"] for e in parser.events[:2]] == [
+    assert [json.loads(e.data)["choices"][0]["delta"]["content"] for e in parser.events[:-1]] == [
         "think",
         "hard",
     ]
@@ -994,3 +995,106 @@ async def test_cancel_requests_still_arrive_after_redis_was_away_longer_than_sta
         for streams, broker in ((owner, owner_broker), (other, other_broker)):
             await streams.aclose()
             await broker.aclose()
+
+
+async def test_a_client_too_slow_for_its_buffer_is_ended_without_an_ending_and_resumes_exactly(
+    world: World,
+) -> None:
+    broker = world.broker(fresh=True, subscriber_buffer=5, history=2000)
+    streams = world.worker(broker)
+    gate = asyncio.Event()
+    padding = "x" * 2000  # 2 MB in all: more than the response and the test client hold
+
+    async def produce() -> AsyncIterator[str]:
+        for n in range(1000):
+            if n == 1:
+                await gate.wait()
+            yield f"{n} {padding}"
+
+    stream_id = await streams.start(produce())
+    client = StreamingTestClient(http_app(streams))
+    async with client.stream("GET", f"/streams/{stream_id}") as response:
+        parser = EventStreamParser()
+        chunks = response.iter_bytes()
+        with anyio.fail_after(WAIT):
+            while not parser.events:
+                parser.feed(await anext(chunks))
+            gate.set()  # the rest comes at once while this client reads nothing
+            await world.outcome(stream_id)
+            async for chunk in chunks:
+                parser.feed(chunk)
+    assert response.complete  # its body ended normally...
+    assert all(event.type == "message" for event in parser.events)  # ...without the final event
+    rest = await http_events(client, f"/streams/{stream_id}", parser.last_event_id)
+    received = [event.data for event in parser.events + rest if event.type == "message"]
+    assert received == [f"{n} {padding}" for n in range(1000)]
+    assert len(parser.events) < 1000  # the first stream really was cut short
+    assert rest[-1].type == "end"
+
+
+async def test_a_failing_or_async_on_outcome_is_awaited_or_logged_and_the_job_still_ends(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[JobOutcome] = []
+
+    async def remember(outcome: JobOutcome) -> None:
+        await asyncio.sleep(0)
+        seen.append(outcome)
+
+    def broken(outcome: JobOutcome) -> None:
+        raise RuntimeError("the metrics backend is down")
+
+    remembering, failing = world.worker(on_outcome=remember), world.worker(on_outcome=broken)
+    first = await remembering.start(tokens(1))
+    assert ending(await read_all(remembering.attach(first))) == "complete"
+    with caplog.at_level(logging.ERROR, logger="streaming_responses"):
+        second = await failing.start(tokens(1))
+        assert ending(await read_all(failing.attach(second))) == "complete"
+        with anyio.fail_after(WAIT):
+            while "on_outcome callback" not in caplog.text or not seen:
+                await anyio.sleep(0.01)
+    assert [outcome.stream_id for outcome in seen] == [first]
+
+
+async def test_starting_on_a_closed_broker_raises_and_closes_the_producer(world: World) -> None:
+    broker = world.broker(fresh=True)
+    streams = world.worker(broker)
+    await broker.aclose()
+    closed = asyncio.Event()
+
+    class Producer:
+        def __aiter__(self) -> Producer:
+            return self
+
+        async def __anext__(self) -> str:
+            raise StopAsyncIteration  # pragma: no cover
+
+        async def aclose(self) -> None:
+            closed.set()
+
+    with pytest.raises(BrokerClosed):
+        await streams.start(Producer())
+    assert closed.is_set()
+
+
+def test_a_job_whose_event_loop_ends_without_aclose_still_writes_its_shutdown_ending() -> None:
+    broker = EventBroker()
+    record = Record()
+    outcomes: list[JobOutcome] = []
+
+    async def serve_then_stop() -> str:
+        streams = ResumableStreams(broker, on_outcome=outcomes.append)
+        stream_id = await streams.start(forever(record))
+        watching = streams.attach(stream_id)
+        assert items(await read(watching, 1)) == ["first"]
+        await watching.aclose()
+        return stream_id  # asyncio.run() then cancels the tasks left: the job is one
+
+    stream_id = asyncio.run(serve_then_stop())
+
+    async def look() -> list[ServerSentEvent]:
+        return await read_all(ResumableStreams(broker).attach(stream_id))
+
+    assert ending(asyncio.run(look())) == "shutdown"
+    assert [outcome.kind for outcome in outcomes] == [JobEnding.SHUTDOWN]
+    assert record.cancelled_at == "waiting for the model"
