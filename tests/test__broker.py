@@ -13,7 +13,7 @@ import os
 import re
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from streaming_responses import (
     SubscriberTooSlow,
     last_event_id,
 )
+from streaming_responses._broker_backend import BrokerBackend
 from streaming_responses.testing import StreamAborted, StreamingTestClient
 from tests.redis_server import RedisServer, redis_server
 from tests.sse_parser import EventStreamParser
@@ -669,3 +670,110 @@ def _with_prefix(from_url: Callable[..., EventBroker]) -> Callable[..., EventBro
         return from_url(url, key_prefix=prefix, **settings)
 
     return make
+
+
+# -- what resumable streams need from a backend (the same meaning on every engine) --------------
+
+
+def backend_of(broker: EventBroker) -> BrokerBackend:
+    return broker._live("test")[1]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
+    """Wait until ``check()`` is true (an expiry on the engine's clock), failing after ``timeout``."""
+    with anyio.fail_after(timeout):
+        while not await check():
+            await anyio.sleep(0.02)
+
+
+async def test_ends_gives_the_first_and_the_last_event_a_topic_holds(make_broker: MakeBroker) -> None:
+    async with make_broker() as broker:
+        backend = backend_of(broker)
+        assert await backend.ends("empty") == (None, None)
+        sent = [await broker.publish(str(n), topic="t") for n in range(4)]
+        first, last = await backend.ends("t")
+        assert first is not None
+        assert last is not None
+        assert (first.event.id, first.event.data) == (sent[0].id, "0")
+        assert (last.event.id, last.event.data) == (sent[-1].id, "3")
+        assert first.position < last.position
+
+
+async def test_ends_skips_what_a_subscriber_wrote_to_follow_an_empty_topic(make_broker: MakeBroker) -> None:
+    async with make_broker() as broker:
+        backend = backend_of(broker)
+        async with broker.subscribe(topics=["fresh"]):
+            assert await backend.ends("fresh") == (None, None)
+            sent = await broker.publish("first", topic="fresh")
+        first, last = await backend.ends("fresh")
+        assert first is not None
+        assert last is not None
+        assert first.event.id == last.event.id == sent.id
+
+
+async def test_an_expiring_topic_keeps_its_events_until_then_and_is_gone_after(
+    make_broker: MakeBroker,
+) -> None:
+    async with make_broker() as broker:
+        backend = backend_of(broker)
+        sent = [await broker.publish(str(n), topic="short") for n in range(3)]
+        await broker.publish("stays", topic="other")
+        await backend.expire("short", 60)
+        await broker.publish("3", topic="short")  # appending keeps the expiry
+        async with broker.subscribe(sent[0].id, topics=["short"]) as events:
+            assert texts(await take(events, 3)) == ["1", "2", "3"]
+        await backend.expire("short", 0.05)
+
+        async def gone() -> bool:
+            return await backend.ends("short") == (None, None)
+
+        await eventually(gone, "the topic to expire")
+        with pytest.raises(EventsLost):
+            async with broker.subscribe(sent[0].id, topics=["short"]):
+                pass
+        assert (await backend.ends("other"))[1] is not None  # other topics are untouched
+        await backend.expire("never-written", 10)  # nothing to expire: no error, nothing made
+        assert await backend.ends("never-written") == (None, None)
+
+
+async def test_expiring_at_once_drops_the_topic_now(make_broker: MakeBroker) -> None:
+    async with make_broker() as broker:
+        backend = backend_of(broker)
+        await broker.publish("x", topic="now")
+        await backend.expire("now", 0)
+        assert await backend.ends("now") == (None, None)
+
+
+async def test_a_claim_is_set_only_if_absent_renewed_by_its_owner_and_free_again_when_it_expires(
+    make_broker: MakeBroker,
+) -> None:
+    async with make_broker() as broker:
+        backend = backend_of(broker)
+        assert await backend.claim("k#1", "first", 60) == "first"
+        assert await backend.claim("k#1", "second", 60) == "first"
+        assert await backend.claim("k#1", "first", 0.05) == "first"  # the owner renews it (shorter)
+
+        async def free() -> bool:
+            return await backend.claim("k#1", "second", 60) == "second"
+
+        await eventually(free, "the claim to expire")
+        assert await backend.claim("k#2", "other", 60) == "other"  # names are independent
+
+
+async def test_held_members_are_counted_let_go_and_run_out_by_themselves(make_broker: MakeBroker) -> None:
+    async with make_broker() as broker:
+        backend = backend_of(broker)
+        assert await backend.holders("h#1") == 0
+        assert await backend.hold("h#1", "a", 60) == 1
+        assert await backend.hold("h#1", "b", 60) == 2
+        assert await backend.hold("h#1", "a", 60) == 2  # holding again renews, never counts twice
+        assert await backend.hold("h#2", "a", 60) == 1
+        assert await backend.hold("h#1", "a", 0) == 1
+        assert await backend.holders("h#1") == 1
+        assert await backend.hold("h#1", "b", 0.05) == 1
+
+        async def ran_out() -> bool:
+            return await backend.holders("h#1") == 0
+
+        await eventually(ran_out, "the hold to run out")
+        assert await backend.holders("h#2") == 1
