@@ -243,6 +243,10 @@ class Subscription:
         """How many live events this subscription may hold untaken before it is dropped."""
         return self._fanout.subscriber_buffer
 
+    def live_only(self) -> Subscription:
+        """A new subscription to the same topics, of live events only (the reset pattern)."""
+        return Subscription(self._fanout, self._backend, self.topics, None)
+
     async def join(self) -> None:
         """Join the broker now (what entering or the first iteration does); idempotent.
 

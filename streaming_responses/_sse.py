@@ -20,6 +20,7 @@ from ._broker_fanout import Subscription
 from ._compression import CompressOption
 from ._core import OutcomeCallback, PumpSettings
 from ._events import ServerSentEvent, encode_fields_item, encode_item
+from ._exceptions import EventsLost
 from ._loops import current_loop
 from ._options import StreamOptions, parse_timeout
 from ._producers import AsyncIterableProducer, ChunkQueue, Producer, ResumeAfterItems, make_producer
@@ -116,6 +117,11 @@ class _EncodingIterator(Iterator[bytes]):
             close()
 
 
+#: What a subscription handed to the response sends when its ``Last-Event-ID`` cannot be
+#: resumed exactly, before it follows live events.
+RESET_EVENT = ServerSentEvent("reset", event="reset")
+
+
 class _SubscriptionProducer(Producer):
     """A broker subscription sent as it is: its replayed events, then live events straight
     from the fan-out into the core's queue.
@@ -124,7 +130,9 @@ class _SubscriptionProducer(Producer):
     tasks, the generator's and the sender's; here the fan-out queues an event's bytes itself
     (:meth:`Subscription.hand_live_events_to`), so it wakes only the sender, and events that
     arrive while the sender is busy go out together in its next message. The drop rule is the
-    subscription's: more than ``subscriber_buffer`` events not yet taken by the sender.
+    subscription's: more than ``subscriber_buffer`` events not yet taken by the sender. A
+    ``Last-Event-ID`` that cannot be resumed exactly (:class:`EventsLost`) sends
+    :data:`RESET_EVENT`, then live events.
     """
 
     def __init__(self, subscription: Subscription) -> None:
@@ -132,7 +140,15 @@ class _SubscriptionProducer(Producer):
 
     async def run(self, queue: ChunkQueue) -> None:
         subscription = self._subscription
-        await subscription.join()
+        try:
+            await subscription.join()
+        except EventsLost:
+            # The reset pattern (docs/scaling.md): the page reloads what it shows, then the
+            # stream follows live events. An EventSource that reconnected with an id nobody
+            # can resume would otherwise fail again at every reconnection.
+            await queue.push(RESET_EVENT.encode())
+            subscription = self._subscription = subscription.live_only()
+            await subscription.join()
         for event in subscription.replayed():
             await queue.push(event.encode())
         # The sink counts what the sender has not taken: start it on an empty queue.

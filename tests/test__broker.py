@@ -777,3 +777,26 @@ async def test_held_members_are_counted_let_go_and_run_out_by_themselves(make_br
 
         await eventually(ran_out, "the hold to run out")
         assert await backend.holders("h#2") == 1
+
+
+async def test_a_subscription_handed_to_the_response_resets_an_id_it_cannot_resume(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker()
+    client = stream_client(broker)
+    parser = EventStreamParser()
+    with anyio.fail_after(20):
+        headers = {"last-event-id": "events@0000.1"}  # no broker of these tests gave it
+        async with client.stream("GET", "/events", headers=headers) as response:
+            chunks = response.iter_bytes()
+            while not parser.events:
+                parser.feed(await anext(chunks))
+            assert (parser.events[0].type, parser.events[0].data) == ("reset", "reset")
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            live = await broker.publish("after the reset")
+            while len(parser.events) < 2:
+                parser.feed(await anext(chunks))
+    assert parser.events[1].data == "after the reset"
+    assert parser.events[1].last_event_id == live.id
+    await broker.aclose()
