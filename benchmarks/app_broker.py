@@ -3,8 +3,9 @@
 Both sides run in the same worker processes on the same Redis, written as their users write
 them:
 
-* ``/ours/events`` streams ``EventBroker.from_url(BROKER_URL)`` subscriptions with our
-  ``EventSourceResponse``; ``POST /ours/publish`` publishes the body;
+* ``/ours/events`` hands ``EventBroker.from_url(BROKER_URL)`` subscriptions to our
+  ``EventSourceResponse`` as they are (the form the docs lead with); ``POST /ours/publish``
+  publishes the body;
 * ``/broadcaster/events`` streams a ``broadcaster.Broadcast(REDIS_URL)`` subscription (its
   Redis backend, pub/sub) with ``sse_starlette.EventSourceResponse``; ``POST
   /broadcaster/publish`` publishes the body.
@@ -15,7 +16,9 @@ wake-up that never comes again. The workaround here: the lifespan subscribes onc
 holds that subscription for the app's life (draining it), and wakes the listener again once
 the channel is subscribed (``_backend._ready.set()``, a private attribute: there is no public
 way). After that, every subscription receives. ``BROKER_URL`` may be
-``memory://`` (the in-process row); ``REDIS_URL`` is the Redis both sides share.
+``memory://`` (the in-process row); ``REDIS_URL`` is the Redis both sides share. Under
+``/floor/`` a raw ASGI fan-out (:class:`FloorFanout`) measures what the server and the kernel
+cost per delivery, the floor of the in-process row.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from streaming_responses import EventBroker, EventSourceResponse, ServerSentEvent, last_event_id
 
@@ -75,12 +79,8 @@ async def info(request: Request) -> Response:
 
 
 async def ours_events(request: Request) -> Response:
-    async def relay() -> AsyncIterator[ServerSentEvent]:
-        async with broker.subscribe(last_event_id(request)) as events:
-            async for event in events:
-                yield event
-
-    return EventSourceResponse(relay())
+    # The form docs/scaling.md leads with: the subscription handed to the response as it is.
+    return EventSourceResponse(broker.subscribe(last_event_id(request)))
 
 
 async def ours_publish(request: Request) -> Response:
@@ -106,7 +106,7 @@ async def broadcaster_publish(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
-app = Starlette(
+starlette_app = Starlette(
     routes=[
         Route("/info", info),
         Route("/ours/events", ours_events),
@@ -116,3 +116,68 @@ app = Starlette(
     ],
     lifespan=lifespan,
 )
+
+
+class FloorFanout:
+    """The least an in-process fan-out can cost on this server: the in-process row's floor.
+
+    A raw ASGI app (no Starlette, no library, no pings, no disconnect watching) that still
+    delivers every event: each open stream has a list of pending bytes and a future; a publish
+    appends to every list and resolves the waiting futures, and each stream sends whatever is
+    pending in one ``send()``. What it costs per delivery is the server's and the kernel's
+    share, which no library can remove.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[int, tuple[list[bytes], list[asyncio.Future[None] | None]]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/floor/publish":
+            await self._publish(receive, send)
+            return
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b":\n\n", "more_body": True})
+        pending: list[bytes] = []
+        waiter: list[asyncio.Future[None] | None] = [None]
+        key = id(pending)
+        self._streams[key] = (pending, waiter)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not pending:
+                    future = waiter[0] = loop.create_future()
+                    await future
+                chunk = b"".join(pending)
+                pending.clear()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            del self._streams[key]
+
+    async def _publish(self, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        chunk = b"data: " + body + b"\n\n"
+        for pending, waiter in self._streams.values():
+            pending.append(chunk)
+            future = waiter[0]
+            if future is not None and not future.done():
+                future.set_result(None)
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+floor = FloorFanout()
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The Starlette app, and the raw floor app under ``/floor/``."""
+    if scope["type"] == "http" and scope["path"].startswith("/floor/"):
+        await floor(scope, receive, send)
+    else:
+        await starlette_app(scope, receive, send)

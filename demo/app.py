@@ -6,10 +6,15 @@ with their sizes and framing, a streamed page, what a failed stream does to a br
 the outcomes table fed by the ``on_outcome`` hook. It is plain HTML (``templates/index.html``)
 and one small script (``static/dashboard.js``); every other route is a few lines written the
 way the documentation recommends, and each can be opened on its own or with curl.
+
+The chat page (``/chat``, ``templates/chat.html`` and ``static/chat.js``, also on the
+dashboard) shows resumable streams: a (fake, deterministic) answer generated in the background
+keeps streaming through a reload of the page, and a stop button cancels it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -28,10 +33,13 @@ from streaming_responses import (
     EventsLost,
     EventSourceResponse,
     FileResponse,
+    JobOutcome,
     JSONLinesResponse,
+    ResumableStreams,
     ServerSentEvent,
     StreamingResponse,
     StreamingTemplates,
+    StreamNotFound,
     StreamOutcome,
     last_event_id,
 )
@@ -258,6 +266,100 @@ async def outcomes(request: Request) -> Response:
     return JSONResponse(list(recent), headers={"cache-control": "no-store"})
 
 
+# -- the chat page: resumable streams ---------------------------------------------------------
+
+#: Seconds between two tokens of the fake model, and how many words an answer has.
+TOKEN_INTERVAL = 0.04
+ANSWER_WORDS = 200
+#: The longest question the chat accepts (a longer one is a 422, before anything starts).
+MAX_PROMPT = 500
+_TEXT = (
+    "the answer is generated in the background and every token goes to the broker, so a reload of "
+    "this page attaches again and replays what was already said before it follows the rest live; "
+    "pressing stop cancels the generation where it waits, and the last event says how it ended."
+)
+_WORDS = _TEXT.split(" ")
+
+
+def answer_tokens(prompt: str) -> list[str]:
+    """The tokens the fake model answers ``prompt`` with: always the same for the same prompt."""
+    opening = f"You asked: {prompt.strip()!r}. ".split(" ")
+    body = [_WORDS[(n + len(prompt)) % len(_WORDS)] for n in range(ANSWER_WORDS)]
+    return [word + " " for word in opening if word] + [f"{word} " for word in body[:-1]] + [body[-1] + "."]
+
+
+async def fake_model(prompt: str) -> AsyncIterator[dict[str, str]]:
+    """A deterministic token generator standing in for a model server."""
+    for token in answer_tokens(prompt):
+        await anyio.sleep(TOKEN_INTERVAL)
+        yield {"text": token}
+
+
+def record_job(outcome: JobOutcome) -> None:
+    """The ``on_outcome`` of the chat's jobs: each generation joins the outcomes table."""
+    recent.appendleft(
+        {
+            "path": f"chat job {outcome.stream_id}",
+            "outcome": outcome.kind.value,
+            "status": None,
+            "bytes": None,
+            "seconds": round(outcome.duration, 4),
+            "framing": None,
+            "client_gone": None,
+            "error": repr(outcome.error) if outcome.error else None,
+        }
+    )
+
+
+#: The chat's answers: a broker of their own (an answer is up to a few hundred events), kept
+#: for ten minutes after they end, cancelled after a minute without any page attached.
+answers = ResumableStreams(
+    EventBroker(history=5000), keep=600, abandon_after=60, max_duration=120, on_outcome=record_job
+)
+
+
+async def chat(request: Request) -> StreamingResponse:
+    context = {"max_prompt": MAX_PROMPT, "token_interval": TOKEN_INTERVAL}
+    return templates.stream(request, "chat.html", context)
+
+
+async def chat_script(request: Request) -> FileResponse:
+    return FileResponse(HERE / "static" / "chat.js", media_type="text/javascript")
+
+
+async def ask(request: Request) -> JSONResponse:
+    """POST a question: checked first (a 422 names what is wrong), then the answer starts."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return JSONResponse({"error": "the body must be JSON"}, status_code=422)
+    prompt = body.get("prompt") if isinstance(body, dict) else None
+    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT:
+        return JSONResponse({"error": f"prompt must be 1 to {MAX_PROMPT} characters"}, status_code=422)
+    # A retried POST (same Idempotency-Key) gets the same answer, not a second generation.
+    stream_id = await answers.start(fake_model(prompt), key=request.headers.get("idempotency-key"))
+    return JSONResponse({"id": stream_id})
+
+
+async def answer_events(request: Request) -> EventSourceResponse:
+    stream_id = request.path_params["stream_id"]
+    return answers.attach(stream_id, last_event_id(request), ping=5, on_outcome=recorder(request))
+
+
+async def stop(request: Request) -> JSONResponse:
+    try:
+        stopped = await answers.cancel(request.path_params["stream_id"])
+    except StreamNotFound:
+        return JSONResponse({"error": "no such answer"}, status_code=404)
+    return JSONResponse({"stopped": stopped})
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async with answers.broker, answers, broker:
+        yield
+
+
 app = Starlette(
     routes=[
         Route("/", index),
@@ -278,6 +380,11 @@ app = Starlette(
         Route("/rows.jsonl", rows_jsonl),
         Route("/page", page),
         Route("/outcomes", outcomes),
-        # A resumable chat page (an answer that survives a reload) gets its route here.
-    ]
+        Route("/chat", chat),
+        Route("/static/chat.js", chat_script),
+        Route("/chat/answers", ask, methods=["POST"]),
+        Route("/chat/answers/{stream_id}/events", answer_events),
+        Route("/chat/answers/{stream_id}/stop", stop, methods=["POST"]),
+    ],
+    lifespan=lifespan,
 )

@@ -35,9 +35,11 @@ from ._exceptions import (
     FileResponseError,
     ResponseStateError,
     StreamError,
+    StreamNotFound,
     StreamShutdown,
     StreamTimeout,
     SubscriberTooSlow,
+    UnsupportedEventLoop,
 )
 from ._files import FileResponse
 from ._framing import Framing
@@ -45,6 +47,8 @@ from ._jsonlines import JSONLinesResponse
 from ._logs import DuplicateStreamErrorFilter
 from ._middleware import StreamingHTTPMiddleware
 from ._outcome import Outcome, StreamOutcome
+from ._resumable import AttachedStream, JobOutcome, ResumableStreams
+from ._resumable_rules import JobEnding
 from ._shutdown import ShutdownPolicy, end_all_streams
 from ._sse import EventSourceResponse, last_event_id
 from ._streaming import StreamingResponse
@@ -53,6 +57,7 @@ if _typing.TYPE_CHECKING:
     from ._templates import StreamingTemplateResponse, StreamingTemplates  # pragma: no cover
 
 __all__ = (
+    "AttachedStream",
     "BrokerClosed",
     "BrokerError",
     "BrokerUnavailable",
@@ -68,11 +73,15 @@ __all__ = (
     "FileResponseError",
     "Framing",
     "JSONLinesResponse",
+    "JobEnding",
+    "JobOutcome",
     "Outcome",
     "ResponseStateError",
+    "ResumableStreams",
     "ServerSentEvent",
     "ShutdownPolicy",
     "StreamError",
+    "StreamNotFound",
     "StreamOutcome",
     "StreamShutdown",
     "StreamTimeout",
@@ -82,6 +91,7 @@ __all__ = (
     "StreamingTemplates",
     "SubscriberTooSlow",
     "Subscription",
+    "UnsupportedEventLoop",
     "end_all_streams",
     "last_event_id",
 )

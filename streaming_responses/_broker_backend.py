@@ -6,6 +6,14 @@ engine. It appends an event and returns its position, replays the events after a
 raises :class:`~._exceptions.EventsLost`), and follows new events into the process's
 :class:`~._broker_fanout.Fanout`. Subscriptions, buffers, the drop rule, ids with several
 topics and everything HTTP live elsewhere; an ``EventSourceResponse`` is what sends.
+
+Resumable streams (``_resumable.py``) need a few more engine features, each one small method
+with the same meaning on every engine: a topic that expires (:meth:`BrokerBackend.expire`), the
+first and last events of a topic (:meth:`BrokerBackend.ends`), a value set only if absent, with
+an expiry (:meth:`BrokerBackend.claim`), and names held for a while, counted across processes
+(:meth:`BrokerBackend.hold`, :meth:`BrokerBackend.holders`: a lease and a presence). Names are
+the caller's, checked by it; a backend only keeps them apart from topics (a name contains
+``#``, which no topic can).
 """
 
 from __future__ import annotations
@@ -71,6 +79,32 @@ class BrokerBackend(Protocol):
         Raises :class:`~._exceptions.EventsLost` (naming ``last_event_id``) unless the
         history holds every event after it.
         """
+
+    async def expire(self, topic: str, seconds: float) -> None:
+        """Drop ``topic`` (its events and its epoch) ``seconds`` from now; at once if ``<= 0``.
+
+        Later calls set a new time. Appending does not change it. A topic that holds nothing
+        is left alone.
+        """
+
+    async def ends(self, topic: str) -> tuple[Entry | None, Entry | None]:
+        """The first and the last event the history of ``topic`` holds (``None``: none)."""
+
+    async def claim(self, name: str, value: str, seconds: float) -> str:
+        """Store ``value`` under ``name`` for ``seconds`` unless another value is stored there.
+
+        Returns the value stored now: ``value`` (stored, or already there: then its expiry is
+        set again to ``seconds``) or the other value, which is left as it is.
+        """
+
+    async def hold(self, name: str, member: str, seconds: float) -> int:
+        """Hold ``member`` of ``name`` for ``seconds`` from now (``<= 0``: let go of it now).
+
+        Returns how many members of ``name`` are held afterwards (those not yet run out).
+        """
+
+    async def holders(self, name: str) -> int:
+        """How many members of ``name`` are held now."""
 
     async def aclose(self) -> None:
         """Release the engine's connections (the broker ends its subscriptions itself)."""

@@ -30,6 +30,10 @@ from ._events import ServerSentEvent
 from ._exceptions import BrokerClosed, BrokerError, EventsLost, SubscriberTooSlow
 from ._loops import Callback, Waker, current_loop
 
+#: Takes the bytes of one live event for an event stream; False when its subscriber must be
+#: dropped instead (see :meth:`Subscription.hand_live_events_to`).
+Sink = Callable[[bytes], bool]
+
 
 class _Topic:
     """The subscribers of one topic in this process and the position of its last delivered event."""
@@ -188,6 +192,7 @@ class Subscription:
         "_ready",
         "_replay",
         "_single",
+        "_sink",
         "_thread",
         "_waiter",
         "topics",
@@ -219,6 +224,9 @@ class Subscription:
         #: Schedules a callback on the subscriber's loop from any thread (the loop seam).
         self._loop: Callable[[Callback], object] | None = None
         self._thread = 0
+        #: Where live events go instead of the buffer, once an event stream took this
+        #: subscription over (:meth:`hand_live_events_to`).
+        self._sink: Sink | None = None
 
     @property
     def pending(self) -> int:
@@ -229,6 +237,23 @@ class Subscription:
     def dropped(self) -> bool:
         """Whether the broker dropped this subscription for falling behind."""
         return self._dropped
+
+    @property
+    def subscriber_buffer(self) -> int:
+        """How many live events this subscription may hold untaken before it is dropped."""
+        return self._fanout.subscriber_buffer
+
+    def live_only(self) -> Subscription:
+        """A new subscription to the same topics, of live events only (the reset pattern)."""
+        return Subscription(self._fanout, self._backend, self.topics, None)
+
+    async def join(self) -> None:
+        """Join the broker now (what entering or the first iteration does); idempotent.
+
+        Raises :class:`EventsLost` for a ``Last-Event-ID`` that cannot be resumed exactly.
+        """
+        if not self._joined:
+            await self._join()
 
     # -- joining ----------------------------------------------------------------------------
 
@@ -296,11 +321,81 @@ class Subscription:
                 # Decide to sleep under the lock deliveries take, so a wake-up cannot be lost.
                 if self._buffer or self._dropped or self._closed or self._error is not None:
                     continue
-                loop = current_loop()
-                if self._loop is None:
-                    self._loop = loop.thread_caller()
-                    self._thread = threading.get_ident()
-                waiter = self._waiter = loop.waker()
+                waiter = self._new_waiter()
+            await waiter.wait()
+
+    def _new_waiter(self) -> Waker:
+        """A wake-up for the task about to wait (lock held); remembers its loop and thread."""
+        loop = current_loop()
+        if self._loop is None:
+            self._loop = loop.thread_caller()
+            self._thread = threading.get_ident()
+        waiter = self._waiter = loop.waker()
+        return waiter
+
+    # -- handing live events straight to an event stream ---------------------------------------
+
+    def replayed(self) -> list[ServerSentEvent]:
+        """Take the events replayed after the ``Last-Event-ID`` (call once joined)."""
+        replay = self._replay
+        events = [self._passed_on(topic, entry) for topic, entry in replay]
+        replay.clear()
+        return events
+
+    def hand_live_events_to(self, sink: Sink) -> None:
+        """From now on, give each live event's bytes to ``sink`` instead of buffering them.
+
+        This is how an event stream that sends a subscription as it is (``EventSourceResponse
+        (broker.subscribe(...))``) gets each event from the fan-out without a task switch of
+        its own: ``sink(chunk)`` queues the bytes for the response's sender and returns
+        ``False``, queuing nothing, when that subscriber already holds ``subscriber_buffer``
+        events it has not sent (the drop rule). The live events buffered before the switch
+        go to the sink first, in order; take the replayed ones before, with :meth:`replayed`.
+        A sink is called in the publisher's thread: :meth:`on_loop` tells whether that is the
+        subscriber's event loop.
+        """
+        with self._fanout.lock:
+            if self._loop is None:
+                self._loop = current_loop().thread_caller()
+                self._thread = threading.get_ident()
+            buffer = self._buffer
+            while buffer:
+                topic, entry = buffer.popleft()
+                if entry.position > self._after[topic] and not sink(self._passed_on(topic, entry).encode()):
+                    self._fanout.remove(self)
+                    self._drop()
+                    return
+            if not (self._dropped or self._closed or self._error is not None):
+                self._sink = sink
+
+    def on_loop(self) -> bool:
+        """Whether the calling thread is the subscriber's event loop's (for a sink's wake-up)."""
+        return threading.get_ident() == self._thread
+
+    def call_on_loop(self, callback: Callback) -> None:
+        """Run ``callback`` on the subscriber's loop, from any thread (nothing if it closed)."""
+        call_soon = self._loop
+        if call_soon is not None:
+            with contextlib.suppress(RuntimeError):
+                call_soon(callback)
+
+    async def until_ended(self) -> None:
+        """Wait until the subscription ends; raise what ended it, if it did not just close.
+
+        :class:`SubscriberTooSlow` when it was dropped, the broker's error when its engine
+        failed; a subscription that was closed (the broker closed, or :meth:`close`) returns.
+        """
+        while True:
+            if self._dropped:
+                raise SubscriberTooSlow(self._fanout.subscriber_buffer)
+            if self._error is not None:
+                raise self._error
+            if self._closed:
+                return
+            with self._fanout.lock:
+                if self._dropped or self._closed or self._error is not None:
+                    continue
+                waiter = self._new_waiter()
             await waiter.wait()
 
     def _passed_on(self, topic: str, entry: Entry) -> ServerSentEvent:
@@ -331,12 +426,17 @@ class Subscription:
 
     def _push(self, topic: str, entries: Sequence[Entry], bound: int) -> bool:
         """Queue live events; return False when this subscriber must be dropped."""
+        sink = self._sink
+        if sink is not None:
+            after = self._after
+            for entry in entries:
+                if entry.position > after[topic] and not sink(self._passed_on(topic, entry).encode()):
+                    self._drop()
+                    return False
+            return True
         buffer = self._buffer
         if len(buffer) + len(entries) > bound:
-            self._dropped = True
-            buffer.clear()
-            self._replay.clear()
-            self._wake()
+            self._drop()
             return False
         if len(entries) == 1:
             buffer.append((topic, entries[0]))
@@ -346,14 +446,23 @@ class Subscription:
             self._wake()
         return True
 
+    def _drop(self) -> None:
+        self._dropped = True
+        self._sink = None
+        self._buffer.clear()
+        self._replay.clear()
+        self._wake()
+
     def _fail(self, error: BrokerError) -> None:
         if not self._dropped and not self._closed:
             self._error = error
+        self._sink = None
         self._buffer.clear()
         self._wake()
 
     def _end(self) -> None:
         self._closed = True
+        self._sink = None
         self._wake()
 
     # -- leaving ----------------------------------------------------------------------------
@@ -362,6 +471,7 @@ class Subscription:
         """Leave the broker; iteration ends after the events already taken. Idempotent."""
         with self._fanout.lock:
             self._closed = True
+            self._sink = None
             self._fanout.remove(self)
             self._buffer.clear()
             self._replay.clear()

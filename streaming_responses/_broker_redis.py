@@ -23,7 +23,11 @@ to the fan-out once. The rules that keep it exact and honest:
 * nothing is retried blindly: redis-py's own retries are off, a publish that fails raises
   :class:`BrokerUnavailable`, and the reader reconnects with capped exponential backoff,
   ending its subscriptions with ``BrokerUnavailable`` once Redis stayed away for
-  ``stall_timeout`` seconds.
+  ``stall_timeout`` seconds;
+* what resumable streams add is Redis's own: a topic expires with ``PEXPIRE`` on its stream
+  and its epoch key, a claim is ``SET NX`` (in a script, so that the owner of the value can
+  renew it), and held members are a sorted set scored by their deadline in *Redis's* clock
+  (``TIME`` in the script), so the clocks of the workers never matter.
 """
 
 from __future__ import annotations
@@ -69,6 +73,43 @@ if age > 0 then
   redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d-0', ms - age))
 end
 return {epoch, id}
+"""
+#: Store a value unless another one is there; the owner of the value sets its expiry again.
+#: KEYS: the name. ARGV: the value, milliseconds.
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return current
+"""
+#: Hold a member until Redis's now + ms (0: let go); drop the members that ran out; count the
+#: rest. The set itself expires with its last member. KEYS: the name. ARGV: member, ms.
+_HOLD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ms = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ms > 0 then
+  redis.call('ZADD', KEYS[1], now + ms, ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then
+  redis.call('PEXPIREAT', KEYS[1], last[2])
+end
+return redis.call('ZCARD', KEYS[1])
+"""
+#: How many members of a set are held at Redis's now. KEYS: the name.
+_HOLDERS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 """
 _LOST = (
     "not in this topic's Redis stream: older than the history keeps, never published here, "
@@ -196,6 +237,9 @@ class _Runtime:
         )
         self.reader = redis.asyncio.Redis(connection_pool=self.reader_pool, retry=retry)
         self.append = self.client.register_script(_APPEND)
+        self.claim = self.client.register_script(_CLAIM)
+        self.hold = self.client.register_script(_HOLD)
+        self.holders = self.client.register_script(_HOLDERS)
         self.task: asyncio.Task[None] | None = None
         self.lookups: dict[tuple[str, ...], asyncio.Task[list[Position]]] = {}
         self.client_id: int | None = None
@@ -370,6 +414,64 @@ class RedisBackend:
         if _epoch_of(found) != epoch:
             raise EventsLost(last_event_id, _LOST)
         return _entries(topic, raw)[0]
+
+    # -- what resumable streams need ----------------------------------------------------------
+
+    async def expire(self, topic: str, seconds: float) -> None:
+        runtime, _ = self._live()
+        ms = max(round(seconds * 1000), 0)
+        try:
+            async with runtime.client.pipeline(transaction=True) as pipe:
+                for key in (self._key(topic), self._epoch_key(topic)):
+                    if ms:
+                        pipe.pexpire(key, ms)
+                    else:
+                        pipe.delete(key)
+                await pipe.execute()
+        except self.redis.exceptions.RedisError as exc:
+            raise self._unavailable(f"set the expiry of topic {topic!r}", exc) from exc
+
+    async def ends(self, topic: str) -> tuple[Entry | None, Entry | None]:
+        runtime, _ = self._live()
+        key = self._key(topic)
+        try:
+            async with runtime.client.pipeline(transaction=True) as pipe:
+                # Two from the start: the first entry may be the one follow() writes (not an event).
+                pipe.xrange(key, "-", "+", count=2)
+                pipe.xrevrange(key, "+", "-", count=1)
+                oldest, newest = await pipe.execute()
+        except self.redis.exceptions.RedisError as exc:
+            raise self._unavailable(f"read the ends of topic {topic!r}", exc) from exc
+        first = _entries(topic, oldest)[0]
+        last = _entries(topic, newest)[0]
+        return (first[0] if first else None), (last[0] if last else None)
+
+    async def claim(self, name: str, value: str, seconds: float) -> str:
+        runtime, _ = self._live()
+        try:
+            stored = await runtime.claim(
+                keys=[self.key_prefix + name], args=[value, max(round(seconds * 1000), 1)]
+            )
+        except self.redis.exceptions.RedisError as exc:
+            raise self._unavailable(f"claim {name!r}", exc) from exc
+        return stored.decode() if isinstance(stored, bytes) else str(stored)
+
+    async def hold(self, name: str, member: str, seconds: float) -> int:
+        runtime, _ = self._live()
+        try:
+            ms = max(round(seconds * 1000), 1) if seconds > 0 else 0
+            count = await runtime.hold(keys=[self.key_prefix + name], args=[member, ms])
+        except self.redis.exceptions.RedisError as exc:
+            raise self._unavailable(f"hold {name!r}", exc) from exc
+        return int(count)
+
+    async def holders(self, name: str) -> int:
+        runtime, _ = self._live()
+        try:
+            count = await runtime.holders(keys=[self.key_prefix + name])
+        except self.redis.exceptions.RedisError as exc:
+            raise self._unavailable(f"count the holders of {name!r}", exc) from exc
+        return int(count)
 
     # -- the reader ---------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ so code written against the built-in keeps working::
     │   ├── BrokerUnavailable       the broker's engine (Redis) cannot be reached (ConnectionError)
     │   ├── EventsLost              a Last-Event-ID that cannot be resumed exactly (LookupError)
     │   └── SubscriberTooSlow       a subscriber that fell behind its buffer
+    ├── StreamNotFound              no resumable stream has this id, or it expired (LookupError)
+    ├── UnsupportedEventLoop        resumable streams need asyncio; trio is running (RuntimeError)
     ├── ASGIProtocolError           the app broke the ASGI protocol (testing client; RuntimeError)
     └── StreamAborted               the body ended before it was complete (testing client)
 
@@ -124,11 +126,12 @@ class BrokerError(StreamError):
 
 
 class BrokerClosed(BrokerError, RuntimeError):
-    """``publish()`` or ``subscribe()`` was called on a broker after ``close()``/``aclose()``."""
+    """``publish()`` or ``subscribe()`` was called on a broker after ``close()``/``aclose()``
+    (or ``start()`` on :class:`~streaming_responses.ResumableStreams` after ``aclose()``)."""
 
-    def __init__(self, operation: str) -> None:
+    def __init__(self, operation: str, what: str = "EventBroker") -> None:
         self.operation = operation
-        super().__init__(f"{operation}() on a closed EventBroker")
+        super().__init__(f"{operation}() on a closed {what}")
 
 
 class BrokerUnavailable(BrokerError, ConnectionError):
@@ -204,6 +207,44 @@ class EventsLost(BrokerError, LookupError):
         super().__init__(
             f"cannot resume after event id {last_event_id!r}: it is not in the broker's history "
             f"({self.reason})"
+        )
+
+
+class StreamNotFound(StreamError, LookupError):
+    """No resumable stream has this id: it never existed, or it ended more than ``keep``
+    seconds ago and expired.
+
+    :meth:`ResumableStreams.cancel` raises it, and so does iterating
+    :meth:`ResumableStreams.attach`; an attach returned as a response answers 404 instead,
+    through the application's exception handlers.
+
+    Example::
+
+        try:
+            await streams.cancel(stream_id)
+        except StreamNotFound:
+            raise HTTPException(404)
+    """
+
+    def __init__(self, stream_id: str) -> None:
+        self.stream_id = stream_id
+        super().__init__(f"no resumable stream {stream_id!r:.80}: it never existed, or it expired")
+
+
+class UnsupportedEventLoop(StreamError, RuntimeError):
+    """Resumable streams were used on an event loop they do not run on (trio).
+
+    :class:`~streaming_responses.ResumableStreams` runs its jobs as asyncio tasks that outlive
+    the request, and the Redis broker runs on asyncio only (uvicorn, granian, hypercorn's
+    default workers); on hypercorn ``-k trio`` it refuses to be made or used, instead of
+    failing later.
+    """
+
+    def __init__(self, what: str, loop: str) -> None:
+        self.loop = loop
+        super().__init__(
+            f"{what} needs asyncio (uvicorn, granian, hypercorn's asyncio workers), but {loop} is running: "
+            "its jobs are asyncio tasks that outlive the request, and the Redis broker runs on asyncio only"
         )
 
 

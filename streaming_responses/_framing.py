@@ -88,7 +88,8 @@ class BatchPlan:
     ``start``: send the response start with this framing first (``None``: already sent, or
     not at all). ``send``: send the batch's bytes; ``final``: as the last body message, which
     finishes the response. ``failure``: after that, the body fails, and ``produced`` is how
-    many body bytes it held (for :class:`~streaming_responses.ContentLengthError`).
+    many body bytes it held (for :class:`~streaming_responses.ContentLengthError`; 0 when
+    nothing failed, so the plans of a streaming body are a few shared constants).
     """
 
     start: FramingDecision | None = None
@@ -120,7 +121,7 @@ def plan_batch(
     >>> plan_batch(started=False, status_code=200, declared_length=None, sent=0, size=5,
     ...            last=True, failed=False)
     BatchPlan(start=FramingDecision(framing=<Framing.CONTENT_LENGTH: 'content-length'>, \
-content_length=5), send=True, final=True, failure=None, produced=5)
+content_length=5), send=True, final=True, failure=None, produced=0)
     """
     total = sent + size
     if not started:
@@ -139,16 +140,21 @@ content_length=5), send=True, final=True, failure=None, produced=5)
     return _plan_started(declared_length, total, size, last, failed)
 
 
+# The plans of a body that goes on or ends well: shared, as the sender asks once per message.
+_SEND_MORE = BatchPlan(send=True)
+_NOTHING = BatchPlan()
+_SEND_FINAL = BatchPlan(send=True, final=True)
+
+
 def _plan_started(declared_length: int | None, total: int, size: int, last: bool, failed: bool) -> BatchPlan:
     if declared_length is not None and total > declared_length:
         return BatchPlan(failure=Failure.TOO_LONG, produced=total)
-    if last and not failed and (declared_length is None or total == declared_length):
-        return BatchPlan(send=True, final=True, produced=total)
-    if failed:
-        return BatchPlan(send=size > 0, failure=Failure.PRODUCER, produced=total)
-    if last:  # ended before the declared length
-        return BatchPlan(send=size > 0, failure=Failure.TOO_SHORT, produced=total)
-    return BatchPlan(send=size > 0, produced=total)
+    if not last:
+        return _SEND_MORE if size else _NOTHING
+    if not failed and (declared_length is None or total == declared_length):
+        return _SEND_FINAL
+    # Ended by the producer's error, or before the declared length.
+    return BatchPlan(send=size > 0, failure=Failure.PRODUCER if failed else Failure.TOO_SHORT, produced=total)
 
 
 # -- when an immediate-start stream opens -------------------------------------------------------

@@ -216,6 +216,12 @@ class ChunkQueue:
             signal = self._space_event = self._loop.waker()
             await signal.wait()
 
+    async def wait_until_taken(self) -> None:
+        """Wait (on the event loop) until the consumer has taken everything queued so far."""
+        while self.produced > self.taken:
+            signal = self._space_event = self._loop.waker()
+            await signal.wait()
+
     def full(self) -> bool:
         """Whether the producer must wait for the consumer."""
         return self.produced - self.taken >= self.bound

@@ -18,7 +18,7 @@ shutdown without any wiring by the user. The rules that keep it contained:
   to kill it mid-stream), the streams end first and the process then dies of the same signal,
   at the latest :data:`DEFAULT_ACTION_DELAY` seconds later;
 * a hypercorn worker process learns of a shutdown from its master through a multiprocessing
-  event, not a signal: while such streams are open there, a watcher thread waits on that event
+  event, not a signal: while such streams are open there, a watcher thread polls that event
   (found as the ``shutdown_event`` argument hypercorn starts the worker with) and ends them.
 
 Why the core needs this: uvicorn, hypercorn and granian all wait for in-flight responses when
@@ -61,7 +61,7 @@ def master_shutdown_event() -> Any | None:
         return None
     arguments = getattr(multiprocessing.current_process(), "_kwargs", None)
     event = arguments.get("shutdown_event") if isinstance(arguments, dict) else None
-    return event if callable(getattr(event, "wait", None)) else None
+    return event if callable(getattr(event, "is_set", None)) else None
 
 
 class MasterWatch:
@@ -75,8 +75,12 @@ class MasterWatch:
         self._thread.start()
 
     def _watch(self) -> None:
-        while not self._stopped.is_set():
-            if self._event.wait(WATCH_INTERVAL):
+        # Poll with is_set(), as hypercorn's own workers do, and never sleep in the event's
+        # wait(): a multiprocessing Condition's notify waits for every sleeper it woke to say
+        # so, and a worker that dies of the signal first (the process-group case) would leave
+        # the master blocked in set() forever.
+        while not self._stopped.wait(WATCH_INTERVAL):
+            if self._event.is_set():
                 if not self._stopped.is_set():
                     self._on_shutdown()
                 return

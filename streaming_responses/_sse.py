@@ -15,9 +15,11 @@ from typing import Any, ClassVar, Literal
 from starlette.background import BackgroundTask
 from starlette.requests import HTTPConnection
 
+from ._broker_fanout import Subscription
 from ._compression import CompressOption
 from ._core import OutcomeCallback, PumpSettings
 from ._events import ServerSentEvent, encode_fields_item, encode_item
+from ._exceptions import EventsLost
 from ._loops import current_loop
 from ._options import StreamOptions, parse_timeout
 from ._producers import AsyncIterableProducer, ChunkQueue, Producer, ResumeAfterItems, make_producer
@@ -117,8 +119,73 @@ class _EncodingIterator(Iterator[bytes]):
             close()
 
 
+#: What a subscription handed to the response sends when its ``Last-Event-ID`` cannot be
+#: resumed exactly, before it follows live events.
+RESET_EVENT = ServerSentEvent("reset", event="reset")
+
+
+class _SubscriptionProducer(Producer):
+    """A broker subscription sent as it is: its replayed events, then live events straight
+    from the fan-out into the core's queue.
+
+    Through a generator (``async for event in events: yield event``) each delivery wakes two
+    tasks, the generator's and the sender's; here the fan-out queues an event's bytes itself
+    (:meth:`Subscription.hand_live_events_to`), so it wakes only the sender, and events that
+    arrive while the sender is busy go out together in its next message. The drop rule is the
+    subscription's: more than ``subscriber_buffer`` events not yet taken by the sender. A
+    ``Last-Event-ID`` that cannot be resumed exactly (:class:`EventsLost`) sends
+    :data:`RESET_EVENT`, then live events.
+    """
+
+    def __init__(self, subscription: Subscription) -> None:
+        self._subscription = subscription
+
+    async def run(self, queue: ChunkQueue) -> None:
+        subscription = self._subscription
+        try:
+            await subscription.join()
+        except EventsLost:
+            # The reset pattern (docs/scaling.md): the page reloads what it shows, then the
+            # stream follows live events. An EventSource that reconnected with an id nobody
+            # can resume would otherwise fail again at every reconnection.
+            await queue.push(RESET_EVENT.encode())
+            subscription = self._subscription = subscription.live_only()
+            await subscription.join()
+        for event in subscription.replayed():
+            await queue.push(event.encode())
+        # The sink counts what the sender has not taken: start it on an empty queue.
+        await queue.wait_until_taken()
+        subscription.hand_live_events_to(_sink(queue, subscription))
+        await subscription.until_ended()
+
+    async def close(self) -> None:
+        self._subscription.close()
+
+
+def _sink(queue: ChunkQueue, subscription: Subscription) -> Callable[[bytes], bool]:
+    """Queue an event's bytes for the sender, from the publishing thread (fan-out lock held)."""
+    items = queue.items
+    bound = subscription.subscriber_buffer
+
+    def sink(chunk: bytes) -> bool:
+        if len(items) >= bound:
+            return False
+        items.append(chunk)
+        queue.produced += len(chunk)  # the one writer now: deliveries run under the fan-out lock
+        if queue.consumer_waiting:
+            if subscription.on_loop():
+                queue.wake_consumer()
+            else:
+                subscription.call_on_loop(queue.wake_consumer)
+        return True
+
+    return sink
+
+
 def _event_producer(content: Any, encode: Encoder = encode_item) -> Producer:
     """The producer of an event stream: its items encoded, whatever the kind of ``content``."""
+    if isinstance(content, Subscription):
+        return _SubscriptionProducer(content)
     if isinstance(content, AsyncIterable):
         return _EncodingAsyncProducer(content, encode)
     if isinstance(content, (list, tuple)):

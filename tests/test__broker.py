@@ -13,12 +13,13 @@ import os
 import re
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,7 +35,8 @@ from streaming_responses import (
     SubscriberTooSlow,
     last_event_id,
 )
-from streaming_responses.testing import StreamingTestClient
+from streaming_responses._broker_backend import BrokerBackend
+from streaming_responses.testing import StreamAborted, StreamingTestClient
 from tests.redis_server import RedisServer, redis_server
 from tests.sse_parser import EventStreamParser
 
@@ -336,16 +338,40 @@ async def test_a_subscription_made_before_the_broker_closed_cannot_join_after(
             pass
 
 
-async def test_a_reconnecting_event_stream_resumes_without_duplicates(make_broker: MakeBroker) -> None:
-    broker = make_broker()
+def stream_endpoint(broker: EventBroker, idiom: str, **settings: Any) -> Callable[..., Any]:
+    """An event stream of ``broker`` written in one of the two idioms of the docs: a generator
+    relaying the subscription, or the subscription handed to the response as it is."""
 
     async def endpoint(request: Request) -> Response:
+        topics = request.query_params.get("topics")
+        chosen = topics.split(",") if topics else None
+        if idiom == "direct":
+            return EventSourceResponse(broker.subscribe(last_event_id(request), topics=chosen), **settings)
+
         async def events() -> AsyncIterator[ServerSentEvent]:
-            async with broker.subscribe(last_event_id(request)) as subscription:
+            async with broker.subscribe(last_event_id(request), topics=chosen) as subscription:
                 async for event in subscription:
                     yield event
 
-        return EventSourceResponse(events(), ping=None)
+        return EventSourceResponse(events(), **settings)
+
+    return endpoint
+
+
+IDIOMS = pytest.mark.parametrize("idiom", ["generator", "direct"])
+
+
+def stream_client(broker: EventBroker, idiom: str = "direct") -> StreamingTestClient:
+    routes = [Route("/events", stream_endpoint(broker, idiom, ping=None))]
+    return StreamingTestClient(Starlette(routes=routes))
+
+
+@IDIOMS
+async def test_a_reconnecting_event_stream_resumes_without_duplicates(
+    make_broker: MakeBroker, idiom: str
+) -> None:
+    broker = make_broker()
+    endpoint = stream_endpoint(broker, idiom, ping=None)
 
     client = StreamingTestClient(Starlette(routes=[Route("/events", endpoint)]))
     seen: list[str] = []
@@ -375,6 +401,159 @@ async def test_a_reconnecting_event_stream_resumes_without_duplicates(make_broke
                 parser.feed(await anext(chunks))
             seen.extend(event.data for event in parser.events)
     assert seen == ["1", "2", "3", "4"]
+    await broker.aclose()
+
+
+async def read_events(chunks: AsyncIterator[bytes], parser: EventStreamParser, count: int) -> list[str]:
+    while len(parser.events) < count:
+        parser.feed(await anext(chunks))
+    return [event.data for event in parser.events]
+
+
+@IDIOMS
+async def test_a_stream_sees_the_replay_then_live_events_published_while_it_joins_exactly_once(
+    make_broker: MakeBroker, idiom: str
+) -> None:
+    broker = make_broker()
+    client = stream_client(broker, idiom)
+    sent = [await broker.publish(str(n)) for n in range(1, 201)]
+    publishing = True
+
+    async def keep_publishing() -> None:
+        number = 201
+        while publishing:
+            await broker.publish(str(number))
+            number += 1
+            await anyio.lowlevel.checkpoint()
+
+    parser = EventStreamParser()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as group:
+            group.start_soon(keep_publishing)
+            async with client.stream(
+                "GET", "/events", headers={"last-event-id": sent[9].id or ""}
+            ) as response:
+                data = await read_events(response.iter_bytes(), parser, 400)
+            publishing = False
+    numbers = [int(text) for text in data]
+    expected = list(range(11, 11 + len(numbers)))  # the replay, then every live event once
+    wrong = [
+        (at, number)
+        for at, (number, want) in enumerate(zip(numbers, expected, strict=True))
+        if number != want
+    ]
+    assert not wrong, f"first out of order (index, number): {wrong[:5]}"
+    await broker.aclose()
+
+
+async def test_a_subscription_handed_to_the_response_follows_several_topics_with_exact_ids(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker()
+    client = stream_client(broker)
+    parser = EventStreamParser()
+    with anyio.fail_after(20):
+        async with client.stream("GET", "/events?topics=news,chat") as response:
+            chunks = response.iter_bytes()
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            await broker.publish("n1", topic="news")
+            await broker.publish("c1", topic="chat")
+            # One order per topic; between topics, the order the fan-out got them in.
+            assert sorted(await read_events(chunks, parser, 2)) == ["c1", "n1"]
+        await broker.publish("n2", topic="news")
+        resume = parser.last_event_id
+        parser = EventStreamParser()
+        async with client.stream(
+            "GET", "/events?topics=news,chat", headers={"last-event-id": resume}
+        ) as response:
+            assert await read_events(response.iter_bytes(), parser, 1) == ["n2"]
+    await broker.aclose()
+
+
+async def test_a_subscription_handed_to_the_response_is_dropped_at_its_buffer_and_the_stream_fails(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker(subscriber_buffer=3)
+    stuck = anyio.Event()
+    subscriptions = []
+
+    async def endpoint(request: Request) -> Response:
+        subscription = broker.subscribe()
+        subscriptions.append(subscription)
+        return EventSourceResponse(subscription, ping=None)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def stalled_send(message: Any) -> None:
+            if message.get("body", b"").startswith(b"data: "):
+                await stuck.wait()  # a client that stopped reading: the sender is stuck here
+            await send(message)
+
+        await Starlette(routes=[Route("/events", endpoint)])(scope, receive, stalled_send)
+
+    client = StreamingTestClient(app)
+    with anyio.fail_after(20):
+        async with client.stream("GET", "/events") as response:
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            # The sender is stuck in its first send; what arrives meanwhile waits in its queue
+            # (several events may have gone out together first) until it holds three.
+            number = 0
+            while not subscriptions[0].dropped:
+                await broker.publish(str(number))
+                number += 1
+                await anyio.sleep(0.001)
+            stuck.set()
+            with pytest.raises(StreamAborted) as caught:
+                await response.read()
+            assert isinstance(caught.value.__cause__, SubscriberTooSlow)
+    assert broker.subscribers == 0
+    await broker.aclose()
+
+
+async def test_a_subscription_handed_to_the_response_ends_the_stream_when_the_broker_closes(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker()
+    client = stream_client(broker)
+    parser = EventStreamParser()
+    with anyio.fail_after(20):
+        async with client.stream("GET", "/events") as response:
+            chunks = response.iter_bytes()
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            await broker.publish("last")
+            assert await read_events(chunks, parser, 1) == ["last"]
+            await broker.aclose()
+            async for chunk in chunks:  # the body ends cleanly: the test client raises otherwise
+                parser.feed(chunk)
+    assert [event.data for event in parser.events] == ["last"]
+
+
+async def test_events_published_from_another_thread_reach_a_subscription_handed_to_the_response() -> None:
+    broker = EventBroker()
+    client = stream_client(broker)
+    parser = EventStreamParser()
+    with anyio.fail_after(20):
+        async with client.stream("GET", "/events") as response:
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            await anyio.to_thread.run_sync(lambda: [broker.publish_nowait(str(n)) for n in range(50)])
+            data = await read_events(response.iter_bytes(), parser, 50)
+    assert data == [str(n) for n in range(50)]
+    await broker.aclose()
+
+
+async def test_a_client_that_leaves_takes_its_subscription_with_it(make_broker: MakeBroker) -> None:
+    broker = make_broker()
+    client = stream_client(broker)
+    with anyio.fail_after(20):
+        async with client.stream("GET", "/events") as response:
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            await response.disconnect()
+        while broker.subscribers:
+            await anyio.sleep(0.001)
     await broker.aclose()
 
 
@@ -491,3 +670,133 @@ def _with_prefix(from_url: Callable[..., EventBroker]) -> Callable[..., EventBro
         return from_url(url, key_prefix=prefix, **settings)
 
     return make
+
+
+# -- what resumable streams need from a backend (the same meaning on every engine) --------------
+
+
+def backend_of(broker: EventBroker) -> BrokerBackend:
+    return broker._live("test")[1]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
+    """Wait until ``check()`` is true (an expiry on the engine's clock), failing after ``timeout``."""
+    with anyio.fail_after(timeout):
+        while not await check():
+            await anyio.sleep(0.02)
+
+
+async def test_ends_gives_the_first_and_the_last_event_a_topic_holds(make_broker: MakeBroker) -> None:
+    async with make_broker() as broker:
+        backend = backend_of(broker)
+        assert await backend.ends("empty") == (None, None)
+        sent = [await broker.publish(str(n), topic="t") for n in range(4)]
+        first, last = await backend.ends("t")
+        assert first is not None
+        assert last is not None
+        assert (first.event.id, first.event.data) == (sent[0].id, "0")
+        assert (last.event.id, last.event.data) == (sent[-1].id, "3")
+        assert first.position < last.position
+
+
+async def test_ends_skips_what_a_subscriber_wrote_to_follow_an_empty_topic(make_broker: MakeBroker) -> None:
+    async with make_broker() as broker:
+        backend = backend_of(broker)
+        async with broker.subscribe(topics=["fresh"]):
+            assert await backend.ends("fresh") == (None, None)
+            sent = await broker.publish("first", topic="fresh")
+        first, last = await backend.ends("fresh")
+        assert first is not None
+        assert last is not None
+        assert first.event.id == last.event.id == sent.id
+
+
+async def test_an_expiring_topic_keeps_its_events_until_then_and_is_gone_after(
+    make_broker: MakeBroker,
+) -> None:
+    async with make_broker() as broker:
+        backend = backend_of(broker)
+        sent = [await broker.publish(str(n), topic="short") for n in range(3)]
+        await broker.publish("stays", topic="other")
+        await backend.expire("short", 60)
+        await broker.publish("3", topic="short")  # appending keeps the expiry
+        async with broker.subscribe(sent[0].id, topics=["short"]) as events:
+            assert texts(await take(events, 3)) == ["1", "2", "3"]
+        await backend.expire("short", 0.05)
+
+        async def gone() -> bool:
+            return await backend.ends("short") == (None, None)
+
+        await eventually(gone, "the topic to expire")
+        with pytest.raises(EventsLost):
+            async with broker.subscribe(sent[0].id, topics=["short"]):
+                pass
+        assert (await backend.ends("other"))[1] is not None  # other topics are untouched
+        await backend.expire("never-written", 10)  # nothing to expire: no error, nothing made
+        assert await backend.ends("never-written") == (None, None)
+
+
+async def test_expiring_at_once_drops_the_topic_now(make_broker: MakeBroker) -> None:
+    async with make_broker() as broker:
+        backend = backend_of(broker)
+        await broker.publish("x", topic="now")
+        await backend.expire("now", 0)
+        assert await backend.ends("now") == (None, None)
+
+
+async def test_a_claim_is_set_only_if_absent_renewed_by_its_owner_and_free_again_when_it_expires(
+    make_broker: MakeBroker,
+) -> None:
+    async with make_broker() as broker:
+        backend = backend_of(broker)
+        assert await backend.claim("k#1", "first", 60) == "first"
+        assert await backend.claim("k#1", "second", 60) == "first"
+        assert await backend.claim("k#1", "first", 0.05) == "first"  # the owner renews it (shorter)
+
+        async def free() -> bool:
+            return await backend.claim("k#1", "second", 60) == "second"
+
+        await eventually(free, "the claim to expire")
+        assert await backend.claim("k#2", "other", 60) == "other"  # names are independent
+
+
+async def test_held_members_are_counted_let_go_and_run_out_by_themselves(make_broker: MakeBroker) -> None:
+    async with make_broker() as broker:
+        backend = backend_of(broker)
+        assert await backend.holders("h#1") == 0
+        assert await backend.hold("h#1", "a", 60) == 1
+        assert await backend.hold("h#1", "b", 60) == 2
+        assert await backend.hold("h#1", "a", 60) == 2  # holding again renews, never counts twice
+        assert await backend.hold("h#2", "a", 60) == 1
+        assert await backend.hold("h#1", "a", 0) == 1
+        assert await backend.holders("h#1") == 1
+        assert await backend.hold("h#1", "b", 0.05) == 1
+
+        async def ran_out() -> bool:
+            return await backend.holders("h#1") == 0
+
+        await eventually(ran_out, "the hold to run out")
+        assert await backend.holders("h#2") == 1
+
+
+async def test_a_subscription_handed_to_the_response_resets_an_id_it_cannot_resume(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker()
+    client = stream_client(broker)
+    parser = EventStreamParser()
+    with anyio.fail_after(20):
+        headers = {"last-event-id": "events@0000.1"}  # no broker of these tests gave it
+        async with client.stream("GET", "/events", headers=headers) as response:
+            chunks = response.iter_bytes()
+            while not parser.events:
+                parser.feed(await anext(chunks))
+            assert (parser.events[0].type, parser.events[0].data) == ("reset", "reset")
+            while broker.subscribers == 0:
+                await anyio.sleep(0.001)
+            live = await broker.publish("after the reset")
+            while len(parser.events) < 2:
+                parser.feed(await anext(chunks))
+    assert parser.events[1].data == "after the reset"
+    assert parser.events[1].last_event_id == live.id
+    await broker.aclose()

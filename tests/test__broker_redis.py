@@ -255,3 +255,30 @@ async def test_a_reader_that_fails_ends_its_subscriptions_instead_of_leaving_the
         with pytest.raises(BrokerError, match=r"reader .* failed: ValueError"):
             await take(events, 1)
     assert "the Redis reader" in caplog.text
+
+
+def pttl(server: RedisServer, key: str) -> int:
+    """PTTL of ``key``: milliseconds left, -1 without an expiry, -2 when it does not exist."""
+    return int(server.command("PTTL", key).split(b"\r\n")[0][1:])
+
+
+async def test_expiry_claims_and_holds_are_redis_key_expiry(redis_server: RedisServer) -> None:
+    key_prefix = prefix()
+    async with EventBroker.from_url(redis_server.url, key_prefix=key_prefix) as broker:
+        backend = broker._live("test")[1]
+        await broker.publish("x", topic="t")
+        assert pttl(redis_server, key_prefix + "t") == -1
+        await backend.expire("t", 30)
+        # The stream and its epoch expire together, in Redis itself.
+        for key in (key_prefix + "t", key_prefix + "t#epoch"):
+            assert 0 < pttl(redis_server, key) <= 30_000
+        await backend.claim("c#1", "v", 20)
+        assert 0 < pttl(redis_server, key_prefix + "c#1") <= 20_000
+        await backend.hold("h#1", "a", 10)
+        await backend.hold("h#1", "b", 40)
+        # The set of holders lives as long as its longest hold, then Redis drops it.
+        assert 10_000 < pttl(redis_server, key_prefix + "h#1") <= 40_000
+        await backend.hold("h#1", "b", 0)
+        assert 0 < pttl(redis_server, key_prefix + "h#1") <= 10_000
+        await backend.expire("t", 0)
+        assert pttl(redis_server, key_prefix + "t") == pttl(redis_server, key_prefix + "t#epoch") == -2

@@ -5,6 +5,7 @@ What the dashboard looks like in a browser is tested in ``tests/e2e/test_demo_br
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -13,6 +14,7 @@ import demo.app
 from demo.app import EXAMPLES, app
 from streaming_responses import Framing
 from streaming_responses.testing import StreamAborted, StreamingTestClient
+from tests.sse_parser import EventStreamParser
 
 pytestmark = pytest.mark.anyio
 
@@ -22,7 +24,7 @@ async def test_the_dashboard_has_its_panels_its_script_and_links_every_other_exa
     response = await client.get("/")
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     panels = re.findall(r'<section id="([a-z]+)" [^>]*data-panel>', response.text)
-    assert panels == ["events", "feed", "downloads", "page", "clock", "broken", "outcomes"]
+    assert panels == ["events", "feed", "downloads", "page", "clock", "broken", "outcomes", "chat"]
     links = re.findall(r'<li><a href="([^"]+)">', response.text)
     assert links == [path for path, _ in EXAMPLES]
     assert '<script src="/static/dashboard.js"></script>' in response.text
@@ -137,3 +139,48 @@ async def test_file_csv_jsonl_and_page_answer_as_the_index_says() -> None:
     assert lines[1] == '{"id":1,"name":"row 1, \\"quoted\\"","price":0.01,"note":null}'
     page = await client.get("/page", timeout=10)
     assert "<td>19</td><td>361</td>" in page.text
+
+
+async def test_the_chat_page_starts_an_answer_that_can_be_attached_to_and_replayed_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(demo.app, "TOKEN_INTERVAL", 0)
+    client = StreamingTestClient(app)
+    page = await client.get("/chat")
+    assert '<script src="/static/chat.js"></script>' in page.text
+    assert "new EventSource" in (await client.get("/static/chat.js")).text
+    headers = {"idempotency-key": "question-1"}
+    started = (await client.post("/chat/answers", json={"prompt": "Why?"}, headers=headers)).json()
+    retried = (await client.post("/chat/answers", json={"prompt": "Why?"}, headers=headers)).json()
+    assert retried == started
+    for _ in range(2):  # a reload attaches again and gets the whole answer once more
+        events = EventStreamParser().feed(
+            (await client.get(f"/chat/answers/{started['id']}/events", timeout=20)).body
+        )
+        assert "".join(json.loads(event.data)["text"] for event in events[:-1]) == "".join(
+            demo.app.answer_tokens("Why?")
+        )
+        assert (events[-1].type, json.loads(events[-1].data)) == ("end", {"outcome": "complete"})
+    assert (await client.get("/outcomes")).json()[0]["path"] == f"/chat/answers/{started['id']}/events"
+
+
+async def test_the_chat_refuses_a_bad_question_before_starting_and_stops_an_answer() -> None:
+    client = StreamingTestClient(app)
+    bodies: list[object] = [{}, {"prompt": ""}, {"prompt": "  "}, {"prompt": 7}, {"prompt": "x" * 501}, []]
+    for body in bodies:
+        response = await client.post("/chat/answers", json=body)
+        assert response.status_code == 422
+        assert "prompt must be" in response.json()["error"]
+    assert (await client.post("/chat/answers", content=b"{not json")).status_code == 422
+    assert (await client.get("/chat/answers/AAAAAAAAAAAAAAAA/events")).status_code == 404
+    assert (await client.post("/chat/answers/AAAAAAAAAAAAAAAA/stop")).status_code == 404
+    started = (await client.post("/chat/answers", json={"prompt": "Stop me"})).json()
+    assert (await client.post(f"/chat/answers/{started['id']}/stop")).json() == {"stopped": True}
+    events = EventStreamParser().feed(
+        (await client.get(f"/chat/answers/{started['id']}/events", timeout=20)).body
+    )
+    assert (events[-1].type, json.loads(events[-1].data)) == ("end", {"outcome": "cancelled"})
+    jobs = [
+        row for row in (await client.get("/outcomes")).json() if row["path"] == f"chat job {started['id']}"
+    ]
+    assert [row["outcome"] for row in jobs] == ["cancelled"]

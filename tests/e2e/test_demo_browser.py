@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = ROOT / "test-artifacts" / "demo"
-PANELS = ("events", "feed", "downloads", "page", "clock", "broken", "outcomes")
+PANELS = ("events", "feed", "downloads", "page", "clock", "broken", "outcomes", "chat")
 #: Milliseconds Playwright waits for the page to show something before the test fails.
 WAIT = 20_000
 

@@ -30,8 +30,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 APP = "tests.e2e.sse_app:app"
 GRACE_FLAGS = {"--timeout-graceful-shutdown", "--graceful-timeout"}
 STREAMS = 3
-#: From the signal to the terminating chunk of every stream.
-END_WITHIN = 1.0
+#: From the signal to the terminating chunk of every stream. Left alone, uvicorn and granian
+#: never end an endless stream and hypercorn cancels it after its 3 s graceful timeout; the
+#: bound stays below that (not a speed target: it tells who ended the stream), with room for a
+#: loaded machine.
+END_WITHIN = 2.5
 #: From the signal to the process exit.
 EXIT_WITHIN = 5.0
 
