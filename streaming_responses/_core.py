@@ -384,6 +384,7 @@ class ChunkPump:
             return True
         tasks.listen(receive, self._heard)
         return False
+
     def _stopped_by(self, error: BaseException | None) -> BaseException | None:
         """The exception that stopped the body, once the reasons without one are accounted for."""
         state = self.state
