@@ -614,6 +614,15 @@ class ChunkPump:
             queue.unpark()
             self._start_sender(ping=True)
             return
+        # Stay parked. The call may be the queue's wake-up, which it gives once: a worker
+        # thread that saw the sender parked asks the loop to run it, and it can run after the
+        # sender took that chunk and parked again. Park again, or the next chunk wakes nobody.
+        wake = self._wake
+        assert wake is not None
+        if not queue.park(wake):  # a worker thread queued a chunk just now
+            queue.unpark()
+            self._start_sender()
+            return
         self._arm()
 
     def _stop_timer(self) -> None:

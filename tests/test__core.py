@@ -966,6 +966,38 @@ async def test_chunks_after_a_park_start_the_sender_again_and_arrive_in_order() 
     assert pump.outcome.kind is Outcome.COMPLETE
 
 
+async def test_a_late_wake_up_with_nothing_queued_leaves_the_sender_parked_for_the_next_chunk() -> None:
+    # A worker thread that saw the sender parked has the queue's wake-up run on the loop; that
+    # can happen after the sender took the chunk and parked again, so the wake-up finds nothing
+    # queued. The sender must stay parked and still be woken by the next chunk (it once lost
+    # its wake-up there, and the stream hung: the demo's sync /count under coverage and load).
+    gate = anyio.Event()
+    parked = anyio.Event()
+
+    async def bursts() -> AsyncIterator[bytes]:
+        yield b"a"
+        parked.set()
+        await gate.wait()
+        yield b"b"
+
+    pump = pump_for(bursts())
+    recorder = Recorder()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(pump.run, http_scope(), recorder.receive, recorder.send)
+            await parked.wait()
+            while "streaming_responses.sender" in task_names():
+                await anyio.sleep(0.005)
+            queue = pump._queue
+            assert queue is not None
+            queue._wake()  # what a worker thread's late notify runs on the loop
+            assert "streaming_responses.sender" not in task_names()
+            gate.set()
+    assert recorder.body == b"ab"
+    assert pump.outcome is not None
+    assert pump.outcome.kind is Outcome.COMPLETE
+
+
 async def test_a_parked_senders_idle_timeout_ends_the_stream_and_closes_the_producer() -> None:
     finalized: list[str] = []
 
