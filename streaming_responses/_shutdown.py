@@ -16,7 +16,8 @@ shutdown without any wiring by the user. The rules that keep it contained:
 * where the process would die of the signal (a hypercorn worker process leaves SIGTERM at its
   default: a signal to the whole process group, as Ctrl-C or systemd's default stop sends, used
   to kill it mid-stream), the streams end first and the process then dies of the same signal,
-  at the latest :data:`DEFAULT_ACTION_DELAY` seconds later;
+  at the latest :data:`DEFAULT_ACTION_DELAY` seconds later (the same signal meanwhile, which
+  hypercorn's master sends every worker once one of them exited, waits for them too);
 * a hypercorn worker process learns of a shutdown from its master through a multiprocessing
   event, not a signal: while such streams are open there, a watcher thread polls that event
   (found as the ``shutdown_event`` argument hypercorn starts the worker with) and ends them.
@@ -45,7 +46,7 @@ logger = logging.getLogger("streaming_responses")
 #: Signals that mean "the server is shutting down".
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: Seconds a process that dies of a signal by default waits for its streams to end first.
-DEFAULT_ACTION_DELAY = 1.0
+DEFAULT_ACTION_DELAY = 2.0
 #: How often the watcher of a hypercorn worker looks at its master's shutdown event.
 WATCH_INTERVAL = 0.1
 
@@ -148,18 +149,34 @@ class LoopStreams:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs in the main thread between two bytecodes, possibly inside the loop itself:
         # only hand the work to the loop, which is safe from a signal handler.
+        if self._dying is not None:
+            # The process dies once its streams ended. A signal meanwhile (hypercorn's master
+            # terminates every worker as soon as one exited, which a worker without streams
+            # does at once) must not cut them off, unless the delay is over.
+            if self._delay_over:
+                signal.signal(self._dying, signal.SIG_DFL)
+                os.kill(os.getpid(), self._dying)
+            return
         self._drain(f"signal {signum}")
         previous = self._previous.get(signum)
         if callable(previous):
             previous(signum, frame)
-        elif previous == signal.SIG_DFL and self._dying is None:
-            # The process was to die of this signal: it still will, once its streams ended (or
-            # after DEFAULT_ACTION_DELAY). A second signal meanwhile kills it at once.
+        elif previous == signal.SIG_DFL:
+            # The process was to die of this signal: it still will, once its streams ended,
+            # or DEFAULT_ACTION_DELAY seconds from now.
             self._dying = signum
-            signal.signal(signum, signal.SIG_DFL)
-            timer = threading.Timer(DEFAULT_ACTION_DELAY, self._die)
+            timer = threading.Timer(DEFAULT_ACTION_DELAY, self._end_delay)
             timer.daemon = True
             timer.start()
+
+    #: Whether DEFAULT_ACTION_DELAY passed since the signal a process dies of arrived.
+    _delay_over = False
+
+    def _end_delay(self) -> None:
+        # In the timer's thread, which cannot set a signal's handler: the signal makes the
+        # main thread run _on_signal, which can.
+        self._delay_over = True
+        self._die()
 
     def _die(self) -> None:
         signum = self._dying

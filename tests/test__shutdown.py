@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from types import FrameType
 from typing import Any
@@ -21,7 +25,7 @@ from streaming_responses import (
 )
 from streaming_responses._core import ChunkPump, PumpSettings
 from streaming_responses._producers import AsyncIterableProducer
-from streaming_responses._shutdown import REGISTRY
+from streaming_responses._shutdown import DEFAULT_ACTION_DELAY, REGISTRY
 from streaming_responses._types import Message
 from tests.asgi import Recorder, http_scope
 
@@ -309,3 +313,60 @@ def test_the_master_watch_calls_back_once_the_event_is_set_and_not_after_it_was_
     quiet.set()
     stopped._thread.join(10)
     assert calls == []
+
+
+DYING_PROCESS = """
+import asyncio, sys
+from streaming_responses._shutdown import REGISTRY
+
+async def main():
+    loop = asyncio.get_running_loop()
+
+    async def end():
+        await asyncio.sleep(float(sys.argv[1]))  # a stream that takes a while to end
+        print("stream ended", flush=True)
+        REGISTRY.unregister(stopper)
+
+    def stopper():
+        loop.create_task(end())
+
+    REGISTRY.register(stopper)
+    print("ready", flush=True)
+    await asyncio.sleep(30)
+
+asyncio.run(main())
+"""
+
+
+def run_dying_process(ends_after: float, signals: int) -> tuple[int, str, float]:
+    """A process whose SIGTERM is at its default, with one open stream; ``signals`` SIGTERMs."""
+    command = [sys.executable, "-c", DYING_PROCESS, str(ends_after)]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline() == "ready\n"
+            signalled = time.monotonic()
+            for _ in range(signals):
+                process.send_signal(signal.SIGTERM)
+                time.sleep(0.05)
+            returncode = process.wait(10)
+            return returncode, process.stdout.read(), time.monotonic() - signalled
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def test_a_process_that_dies_of_sigterm_ends_its_streams_first_even_when_signalled_again() -> None:
+    # A hypercorn worker leaves SIGTERM at its default, and its master terminates every worker
+    # (a second SIGTERM) as soon as one of them exited: the streams still end, then it dies.
+    returncode, output, _ = run_dying_process(ends_after=0.5, signals=2)
+    assert output == "stream ended\n"
+    assert returncode == -signal.SIGTERM
+
+
+def test_a_process_whose_streams_do_not_end_still_dies_of_sigterm_after_the_delay() -> None:
+    returncode, output, elapsed = run_dying_process(ends_after=20, signals=2)
+    assert output == ""
+    assert returncode == -signal.SIGTERM
+    assert DEFAULT_ACTION_DELAY <= elapsed < DEFAULT_ACTION_DELAY + 5
