@@ -277,6 +277,8 @@ class Subscription:
             # position each topic has now (or gets in follow()) every new event reaches us.
             self._fanout.add(self)
             await backend.follow(self.topics)
+            if self._error is not None:  # failed while it joined (the engine went away)
+                raise self._error
             missing = [topic for topic in self.topics if topic not in self._after]
             if missing:  # pragma: no cover - follow() gives every topic a position
                 raise BrokerError(f"topics {missing} have no position after follow()")

@@ -549,7 +549,10 @@ class RedisBackend:
         lost = {
             name
             for name, found in zip(names, checks, strict=True)
-            if not found or _epoch_of(found) != self._epochs.get(name, _epoch_of(found))
+            if (not found or _epoch_of(found) != self._epochs.get(name, _epoch_of(found)))
+            # A topic forgotten and followed again while this read ran is not this read's to
+            # judge: its new subscribers start where follow() put them.
+            and fanout.position(name) == followed[name]
         }
         for name in lost:
             # The entry this process read last is gone: events after it may be gone unread.

@@ -282,3 +282,39 @@ async def test_expiry_claims_and_holds_are_redis_key_expiry(redis_server: RedisS
         assert 0 < pttl(redis_server, key_prefix + "h#1") <= 10_000
         await backend.expire("t", 0)
         assert pttl(redis_server, key_prefix + "t") == pttl(redis_server, key_prefix + "t#epoch") == -2
+
+
+def test_a_read_that_began_before_its_topic_was_followed_again_does_not_judge_it() -> None:
+    # The reader's XREAD (with a check that the last entry read is still there) can return after
+    # its topic was forgotten (the last subscriber left), expired in Redis and followed again
+    # by a new subscriber. That check is about the old position: the new subscriber must not be
+    # failed with EventsLost by it (it was, and joined with "no position" under load).
+    from streaming_responses._broker_fanout import Fanout, Subscription
+    from streaming_responses._broker_redis import RedisBackend
+
+    backend = RedisBackend(
+        "redis://127.0.0.1:9/0",
+        history=10,
+        max_age=None,
+        timeout=1.0,
+        stall_timeout=1.0,
+        key_prefix="test:",
+        max_connections=2,
+    )
+    fanout = Fanout(subscriber_buffer=10)
+    backend.attach(fanout)
+    old, new = (1000, 0), (2000, 0)
+    followed_again = Subscription(fanout, backend, ("short",), None)
+    fanout.add(followed_again)
+    fanout.start_at("short", new)
+    backend._dispatch(fanout, {"short": old}, [[], None])  # the old entry is gone
+    assert followed_again._error is None
+    assert fanout.position("short") == new
+    # The same read while the topic is still followed from the old position: the loss is real.
+    still = Fanout(subscriber_buffer=10)
+    backend.attach(still)
+    following = Subscription(still, backend, ("short",), None)
+    still.add(following)
+    still.start_at("short", old)
+    backend._dispatch(still, {"short": old}, [[], None])
+    assert isinstance(following._error, EventsLost)
