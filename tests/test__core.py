@@ -435,8 +435,11 @@ async def test_a_thousand_disconnects_leave_no_task_and_no_thread_behind() -> No
     assert finally_count == started
     assert len(asyncio.all_tasks()) == baseline_tasks
     # Idle worker threads stay in anyio's pool for reuse (and expire after 10 s idle); what
-    # must not remain is a thread still running a producer.
-    assert threads_running_producers() == []
+    # must not remain is a thread still running a producer. The last one may still be leaving
+    # its batch (after the generator's finally ran) when the count reaches 1,000.
+    with anyio.fail_after(10):
+        while threads_running_producers():
+            await anyio.sleep(0.005)
 
 
 async def test_a_response_cancelled_from_outside_closes_the_producer_and_reports_a_disconnect() -> None:
