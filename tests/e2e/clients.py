@@ -22,6 +22,8 @@ import h2.errors
 import h2.events
 import h2.exceptions
 
+from tests.sse_parser import EventStreamParser, ParsedEvent
+
 HOST = "127.0.0.1"
 DEFAULT_TIMEOUT = 5.0
 
@@ -282,6 +284,53 @@ class H1Connection:
         deadline = time.monotonic() + timeout
         self.read_available(deadline)
         return self.closed_by_server
+
+
+class EventStreamReader:
+    """An event stream read off a raw HTTP/1.1 socket and parsed as a browser would.
+
+    ``ended`` says the terminating chunk arrived (a clean end of the body), ``aborted`` that
+    the connection closed without it.
+    """
+
+    def __init__(self, port: int, path: str, last_id: str | None = None, timeout: float = 30.0) -> None:
+        headers = {"Last-Event-ID": last_id} if last_id is not None else None
+        self.conn = H1Connection(port, timeout=timeout)
+        self.conn.send_request("GET", path, headers)
+        self.head = self.conn.read_head()
+        self.pid = int(self.head.header("x-worker-pid") or 0)
+        self.parser = EventStreamParser()
+        self.ended = False
+        self.aborted = False
+
+    def read(self, deadline: float) -> None:
+        """Read and parse the next chunk (or note how the body ended)."""
+        try:
+            frame = self.conn.read_frame(deadline)
+        except ConnectionClosed:
+            self.aborted = True
+            return
+        if frame:
+            self.parser.feed(frame)
+        else:
+            self.ended = True
+
+    def events(self, count: int, timeout: float = 30.0) -> list[ParsedEvent]:
+        """Read until ``count`` events arrived (or the stream ended); return all so far."""
+        deadline = time.monotonic() + timeout
+        while len(self.parser.events) < count and not (self.ended or self.aborted):
+            self.read(deadline)
+        return self.parser.events
+
+    def until_closed(self, timeout: float = 30.0) -> list[ParsedEvent]:
+        """Read until the body ended or the connection closed; return every event."""
+        deadline = time.monotonic() + timeout
+        while not (self.ended or self.aborted):
+            self.read(deadline)
+        return self.parser.events
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def http1(

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.redis_server import RedisServer, require_redis, start_redis
-from tests.sse_parser import EventStreamParser, ParsedEvent
+from tests.sse_parser import ParsedEvent
 
-from .clients import ConnectionClosed, H1Connection, http1
+from .clients import EventStreamReader, http1
 from .servers import RunningServer, ServerKind, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -83,54 +83,20 @@ def publish(server: RunningServer, text: str, topic: str | None = None) -> dict[
     return body
 
 
-class Stream:
-    """An event stream read off a raw socket, parsed as a browser would."""
+class Stream(EventStreamReader):
+    """The app's ``/events`` stream on ``server``, which must answer 200."""
 
     def __init__(self, server: RunningServer, last_id: str | None = None, query: str = "") -> None:
-        headers = {"Last-Event-ID": last_id} if last_id is not None else None
-        self.conn = H1Connection(server.port, timeout=30.0)
-        self.conn.send_request("GET", "/events" + query, headers)
-        self.head = self.conn.read_head()
+        super().__init__(server.port, "/events" + query, last_id)
         assert self.head.status == 200, self.head
-        self.pid = int(self.head.header("x-worker-pid") or 0)
-        self.parser = EventStreamParser()
-        self.ended = False  # the terminating chunk arrived
-        self.aborted = False  # the connection closed without it
-
-    def _read(self, deadline: float) -> None:
-        try:
-            frame = self.conn.read_frame(deadline)
-        except ConnectionClosed:
-            self.aborted = True
-            return
-        if frame:
-            self.parser.feed(frame)
-        else:
-            self.ended = True
 
     def joined(self, count: int = 1, timeout: float = 30.0) -> Stream:
         """Wait until the stream says its subscription is live (``count`` times in all)."""
         deadline = time.monotonic() + timeout
         while self.parser.comments.count("joined") < count and not (self.ended or self.aborted):
-            self._read(deadline)
+            self.read(deadline)
         assert self.parser.comments.count("joined") >= count, (self.parser.comments, self.parser.events)
         return self
-
-    def events(self, count: int, timeout: float = 30.0) -> list[ParsedEvent]:
-        """Read until ``count`` events arrived (or the stream ended); return all so far."""
-        deadline = time.monotonic() + timeout
-        while len(self.parser.events) < count and not (self.ended or self.aborted):
-            self._read(deadline)
-        return self.parser.events
-
-    def until_closed(self, timeout: float = 30.0) -> list[ParsedEvent]:
-        deadline = time.monotonic() + timeout
-        while not (self.ended or self.aborted):
-            self._read(deadline)
-        return self.parser.events
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def data(events: list[ParsedEvent]) -> list[str]:

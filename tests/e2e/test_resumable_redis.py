@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,9 +21,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.redis_server import RedisServer, require_redis, start_redis
-from tests.sse_parser import EventStreamParser, ParsedEvent
+from tests.sse_parser import ParsedEvent
 
-from .clients import ConnectionClosed, H1Connection, http1
+from .clients import EventStreamReader, http1
 from .servers import RunningServer, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -84,45 +83,11 @@ def record(server: RunningServer, name: str) -> dict[str, float]:
     return result
 
 
-class Attached:
+class Attached(EventStreamReader):
     """A client's event stream of one resumable stream, read off a raw socket as a browser would."""
 
     def __init__(self, server: RunningServer, stream_id: str, last_id: str | None = None) -> None:
-        headers = {"Last-Event-ID": last_id} if last_id is not None else None
-        self.conn = H1Connection(server.port, timeout=30.0)
-        self.conn.send_request("GET", f"/streams/{stream_id}", headers)
-        self.head = self.conn.read_head()
-        self.pid = int(self.head.header("x-worker-pid") or 0)
-        self.parser = EventStreamParser()
-        self.ended = False  # the terminating chunk arrived: a clean end of the body
-        self.aborted = False  # the connection closed without it
-
-    def _read(self, deadline: float) -> None:
-        try:
-            frame = self.conn.read_frame(deadline)
-        except ConnectionClosed:
-            self.aborted = True
-            return
-        if frame:
-            self.parser.feed(frame)
-        else:
-            self.ended = True
-
-    def events(self, count: int, timeout: float = 30.0) -> list[ParsedEvent]:
-        """Read until ``count`` events arrived (or the stream ended); return all so far."""
-        deadline = time.monotonic() + timeout
-        while len(self.parser.events) < count and not (self.ended or self.aborted):
-            self._read(deadline)
-        return self.parser.events
-
-    def until_closed(self, timeout: float = 30.0) -> list[ParsedEvent]:
-        deadline = time.monotonic() + timeout
-        while not (self.ended or self.aborted):
-            self._read(deadline)
-        return self.parser.events
-
-    def close(self) -> None:
-        self.conn.close()
+        super().__init__(server.port, f"/streams/{stream_id}", last_id)
 
 
 def tokens(events: list[ParsedEvent]) -> list[str]:
